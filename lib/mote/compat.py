@@ -1,0 +1,94 @@
+# mote.compat: the one module that knows which interpreter it runs on.
+# Everything else imports const, ticks_*, sleep_ms and the stream helpers from here.
+import sys
+
+MICROPYTHON = sys.implementation.name == "micropython"
+
+if MICROPYTHON:
+    from micropython import const
+    from time import ticks_ms, ticks_add, ticks_diff, sleep_ms
+
+    # errno values that mean "try again": 11 on Linux and on the ESP32's lwIP.
+    _EAGAIN = const(11)
+
+    def read_some(sock, mv, n):
+        """Read up to n bytes into mv[0:n]. None: nothing yet; 0: peer closed; else count.
+
+        Allocates nothing (readinto with a length)."""
+        try:
+            return sock.readinto(mv, n)
+        except OSError as e:
+            if e.errno == _EAGAIN:
+                return None
+            raise
+
+    def write_some(sock, buf, off, n):
+        """Write up to n bytes of buf from off. None or 0: would block; else count written.
+
+        Allocates nothing (stream write with offset and length)."""
+        try:
+            return sock.write(buf, off, n)
+        except OSError as e:
+            if e.errno == _EAGAIN:
+                return None
+            raise
+
+    def wait_io(poller, timeout_ms):
+        """Wait up to timeout_ms for a registered event; True if one fired. No allocation:
+        ipoll reuses one tuple, which is never kept."""
+        for _ in poller.ipoll(timeout_ms):
+            return True
+        return False
+
+else:
+    import time as _time
+
+    def const(x):
+        return x
+
+    # Ticks wrap at 2**30 like a 32-bit MicroPython port, so wrap bugs show on the host.
+    _TICKS_PERIOD = 1 << 30
+    _TICKS_MASK = _TICKS_PERIOD - 1
+    _TICKS_HALF = _TICKS_PERIOD >> 1
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000) & _TICKS_MASK
+
+    def ticks_add(t, delta):
+        return (t + delta) & _TICKS_MASK
+
+    def ticks_diff(a, b):
+        return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+    def sleep_ms(ms):
+        if ms > 0:
+            _time.sleep(ms / 1000)
+
+    def read_some(sock, mv, n):
+        """Read up to n bytes into mv[0:n]. None: nothing yet; 0: peer closed; else count."""
+        try:
+            return sock.recv_into(mv, n)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as e:
+            # ssl.SSLWantReadError / SSLWantWriteError: the TLS layer needs another round.
+            if type(e).__name__ in _SSL_WANT:
+                return None
+            raise
+
+    def write_some(sock, buf, off, n):
+        """Write up to n bytes of buf from off. None: would block; else count written."""
+        try:
+            return sock.send(memoryview(buf)[off : off + n])
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as e:
+            if type(e).__name__ in _SSL_WANT:
+                return None
+            raise
+
+    def wait_io(poller, timeout_ms):
+        """Wait up to timeout_ms for a registered event; True if one fired."""
+        return bool(poller.poll(timeout_ms))
+
+    _SSL_WANT = ("SSLWantReadError", "SSLWantWriteError")
