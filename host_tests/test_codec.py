@@ -1,0 +1,271 @@
+# codec: golden packets, seeded round trips, length boundaries, truncation, corruption,
+# and the allocation check of every outgoing packet type.
+from support import Rng, assert_no_alloc, hexb, raises
+
+from mote import codec
+from mote.codec import Packet, ProtocolError, decode
+
+
+def enc(fn, *args):
+    buf = bytearray(1024)
+    n = fn(buf, 0, *args)
+    return bytes(buf[:n])
+
+
+# Golden packets, written from the standard's tables ---------------------------------
+
+
+def test_connect_minimal_golden():
+    got = enc(codec.encode_connect, "mote", True, 60)
+    assert got == hexb("10 10 0004 4d515454 04 02 003c 0004 6d6f7465")
+
+
+def test_connect_with_will_user_password_golden():
+    got = enc(codec.encode_connect, b"c", False, 0, b"w/t", b"bye", 1, True, b"u", b"pw")
+    # flags: user 80 | password 40 | will retain 20 | will QoS 1 08 | will 04 = ec
+    want = "10 1e 0004 4d515454 04 ec 0000 0001 63 0003 772f74 0003 627965 0001 75 0002 7077"
+    assert got == hexb(want)
+
+
+def test_publish_qos0_and_qos1_golden():
+    assert enc(codec.encode_publish, b"a/b", b"hello") == hexb("30 0a 0003 612f62 68656c6c6f")
+    got = enc(codec.encode_publish, "a/b", "hi", 1, True, True, 7)
+    assert got == hexb("3b 09 0003 612f62 0007 6869")
+
+
+def test_acks_golden():
+    assert enc(codec.encode_puback, 7) == hexb("40 02 0007")
+    assert enc(codec.encode_pubrec, 0xFFFF) == hexb("50 02 ffff")
+    assert enc(codec.encode_pubrel, 7) == hexb("62 02 0007")
+    assert enc(codec.encode_pubcomp, 258) == hexb("70 02 0102")
+
+
+def test_subscribe_unsubscribe_ping_disconnect_golden():
+    got = enc(codec.encode_subscribe, 10, [(b"a/+", 1), ("#", 2)])
+    assert got == hexb("82 0c 000a 0003 612f2b 01 0001 23 02")
+    assert enc(codec.encode_unsubscribe, 11, [b"a/+"]) == hexb("a2 07 000b 0003 612f2b")
+    assert enc(codec.encode_pingreq) == hexb("c0 00")
+    assert enc(codec.encode_disconnect) == hexb("e0 00")
+
+
+def test_sizes_match_encoders():
+    assert codec.connect_size("mote") == len(enc(codec.encode_connect, "mote", True, 60))
+    assert codec.publish_size(3, 5, 0) == 12
+    assert codec.publish_size(3, 2, 1) == 11
+    assert codec.subscribe_size([(b"a/+", 1), ("#", 2)]) == 14
+    assert codec.unsubscribe_size([b"a/+"]) == 9
+    n = codec.connect_size(b"c", b"w/t", b"bye", b"u", b"pw")
+    assert n == len(enc(codec.encode_connect, b"c", False, 0, b"w/t", b"bye", 1, True, b"u", b"pw"))
+
+
+def test_decode_server_packets_golden():
+    p = Packet()
+    assert decode(hexb("20 02 01 00"), 0, 4, p) == 4
+    assert p.type == codec.CONNACK and p.session_present and p.rc == 0
+    assert decode(hexb("20 02 00 05"), 0, 4, p) == 4 and p.rc == 5 and not p.session_present
+    data = hexb("90 05 000a 01 80 02")
+    assert decode(data, 0, len(data), p) == 7
+    assert p.pid == 10 and bytes(data[p.codes_off : p.codes_off + p.codes_len]) == b"\x01\x80\x02"
+    assert decode(hexb("b0 02 000b"), 0, 4, p) == 4 and p.type == codec.UNSUBACK and p.pid == 11
+    assert decode(hexb("d0 00"), 0, 2, p) == 2 and p.type == codec.PINGRESP
+    assert decode(hexb("62 02 0009"), 0, 4, p) == 4 and p.type == codec.PUBREL and p.pid == 9
+
+
+def test_decode_publish_fields_are_offsets():
+    data = hexb("35 0e 0003 612f62 1234 7061796c6f6164")
+    p = Packet()
+    assert decode(data, 0, len(data), p) == 16
+    assert p.qos == 2 and p.retain and p.dup is False and p.pid == 0x1234
+    assert bytes(data[p.topic_off : p.topic_off + p.topic_len]) == b"a/b"
+    assert bytes(data[p.payload_off : p.payload_off + p.payload_len]) == b"payload"
+
+
+# Round trips and boundaries ---------------------------------------------------------
+
+
+def test_publish_round_trip_seeded():
+    rng = Rng(2026)
+    buf = bytearray(4096)
+    p = Packet()
+    for _ in range(200):
+        topic = bytes(0x61 + rng.below(26) for _ in range(rng.between(1, 40)))
+        msg = rng.bytes(rng.between(0, 600))
+        qos = rng.below(3)
+        retain = bool(rng.below(2))
+        dup = bool(rng.below(2)) and qos > 0
+        pid = rng.between(1, 65535) if qos else 0
+        n = codec.encode_publish(buf, 0, topic, msg, qos, retain, dup, pid)
+        assert n == codec.publish_size(len(topic), len(msg), qos), rng.seed
+        assert decode(buf, 0, n, p) == n, rng.seed
+        assert bytes(buf[p.topic_off : p.topic_off + p.topic_len]) == topic
+        assert bytes(buf[p.payload_off : p.payload_off + p.payload_len]) == msg
+        assert (p.qos, p.retain, p.dup, p.pid) == (qos, retain, dup, pid)
+
+
+def test_ack_round_trip_including_pid_65535():
+    p = Packet()
+    buf = bytearray(4)
+    for fn, t in (
+        (codec.encode_puback, codec.PUBACK),
+        (codec.encode_pubrec, codec.PUBREC),
+        (codec.encode_pubrel, codec.PUBREL),
+        (codec.encode_pubcomp, codec.PUBCOMP),
+    ):
+        for pid in (1, 255, 256, 65535):
+            assert fn(buf, 0, pid) == 4
+            assert decode(buf, 0, 4, p) == 4 and p.type == t and p.pid == pid
+    assert raises(ValueError, codec.encode_puback, buf, 0, 0)
+    assert raises(ValueError, codec.encode_puback, buf, 0, 65536)
+
+
+def test_remaining_length_boundaries():
+    buf = bytearray(5)
+    p = Packet()
+    for n, size in ((0, 1), (127, 1), (128, 2), (16383, 2), (16384, 3), (2097151, 3),
+                    (2097152, 4), (268435455, 4)):
+        assert codec.vbi_size(n) == size
+        buf[0] = 0x30
+        end = codec.encode_vbi(buf, 1, n)
+        assert end == 1 + size
+        assert codec.decode_header(buf, 0, end, p) == 1 + size and p.rem_len == n
+    assert raises(ValueError, codec.encode_vbi, buf, 1, 268435456)
+    assert raises(ValueError, codec.encode_vbi, buf, 1, -1)
+
+
+def test_every_truncation_needs_more():
+    buf = bytearray(400)
+    n = codec.encode_publish(buf, 0, b"t/x", b"z" * 300, 1, False, False, 5)
+    p = Packet()
+    for k in range(n):
+        assert decode(buf, 0, k, p) == 0, k
+    assert decode(buf, 0, n, p) == n
+    for data in (hexb("20 02 00 00"), hexb("90 03 0001 00"), hexb("d0 00")):
+        for k in range(len(data)):
+            assert decode(data, 0, k, p) == 0
+
+
+def test_decode_at_an_offset():
+    data = b"\xee\xee" + hexb("40 02 0007") + b"\xee"
+    p = Packet()
+    assert decode(data, 2, 6, p) == 4 and p.pid == 7
+
+
+# Malformed input: one error type, a message naming the rule ------------------------
+
+
+def bad(hexdata):
+    data = hexb(hexdata)
+    return raises(ProtocolError, decode, data, 0, len(data), Packet()).args[0]
+
+
+def test_malformed_packets_raise_protocol_error():
+    assert "reserved packet type" in bad("00 00")
+    assert "reserved packet type" in bad("f0 00")
+    assert "reserved flag" in bad("41 02 0001")  # PUBACK with flags
+    assert "reserved flag" in bad("60 02 0001")  # PUBREL needs 0010
+    assert "QoS 3" in bad("36 05 0001 61 0001")
+    assert "longer than 4" in bad("30 ff ff ff ff 01")
+    assert "wrong remaining length" in bad("20 03 00 00 00")  # CONNACK of length 3
+    assert "wrong remaining length" in bad("40 03 0001 00")
+    assert "wrong remaining length" in bad("d0 01 00")
+    assert "packet id 0" in bad("40 02 0000")
+    assert "packet id 0" in bad("32 05 0001 61 0000")
+    assert "wildcard" in bad("30 04 0001 23 00")
+    assert "wildcard" in bad("30 04 0001 2b 00")
+    assert "empty topic" in bad("30 02 0000")
+    assert "overruns" in bad("30 04 0009 6161")
+    assert "shorter" in bad("30 01 00")
+    assert "without its packet id" in bad("32 04 0001 61 00")
+    assert "DUP with QoS 0" in bad("38 03 0001 61")
+    assert "reserved CONNACK" in bad("20 02 02 00")
+    assert "session present" in bad("20 02 01 04")
+    assert "SUBACK without" in bad("90 02 0001")
+    assert "bad SUBACK return code" in bad("90 03 0001 03")
+    assert "never sends" in bad("10 00")  # a CONNECT from the server
+    assert "never sends" in bad("82 00")
+
+
+def test_fifth_length_byte_detected_before_it_arrives():
+    data = hexb("30 80 80 80 80")
+    assert raises(ProtocolError, codec.decode_header, data, 0, 5, Packet())
+
+
+def test_random_bytes_raise_only_protocol_error():
+    rng = Rng(7)
+    p = Packet()
+    for _ in range(2000):
+        data = rng.bytes(rng.between(0, 12))
+        try:
+            n = decode(data, 0, len(data), p)
+        except ProtocolError:
+            continue
+        assert 0 <= n <= len(data)
+
+
+# Caller mistakes are ValueError ---------------------------------------------------------
+
+
+def test_encoder_rejects_bad_arguments():
+    buf = bytearray(64)
+    assert raises(ValueError, codec.encode_publish, buf, 0, b"a/#", b"", 0)
+    assert raises(ValueError, codec.encode_publish, buf, 0, b"", b"", 0)
+    assert raises(ValueError, codec.encode_publish, buf, 0, b"a", b"", 3, False, False, 1)
+    assert raises(ValueError, codec.encode_publish, buf, 0, b"a", b"", 1, False, False, 0)
+    assert raises(ValueError, codec.encode_publish, buf, 0, b"a", b"", 0, False, True)
+    assert raises(ValueError, codec.encode_publish, buf, 0, b"a", b"x" * 100, 0)
+    assert raises(ValueError, codec.encode_connect, buf, 0, "c", True, 0, None, None, 0,
+                  False, None, b"pw")
+    assert raises(ValueError, codec.encode_connect, buf, 0, "", False)
+    assert raises(ValueError, codec.encode_connect, buf, 0, "c", True, 70000)
+    assert raises(ValueError, codec.encode_subscribe, buf, 0, 1, [])
+    assert raises(ValueError, codec.encode_subscribe, buf, 0, 1, [(b"a", 3)])
+    assert raises(ValueError, codec.encode_unsubscribe, buf, 0, 1, [])
+    assert raises(ValueError, codec.encode_pingreq, buf, 63)
+
+
+def test_set_dup_marks_a_retransmission():
+    buf = bytearray(32)
+    n = codec.encode_publish(buf, 0, b"a", b"x", 1, False, False, 3)
+    codec.set_dup(buf, 0)
+    p = Packet()
+    assert decode(buf, 0, n, p) == n and p.dup and p.pid == 3
+
+
+# Allocation (MicroPython, heap locked) -------------------------------------------------
+
+_BUF = bytearray(256)
+_TOPIC = b"mote/abc/telemetry"
+_MSG = bytearray(b"x" * 32)
+_PKT = Packet()
+
+
+def _encode_all():
+    b = _BUF
+    off = codec.encode_publish(b, 0, _TOPIC, _MSG, 0, False, False, 0)
+    q1 = off
+    off = codec.encode_publish(b, off, _TOPIC, _MSG, 1, True, False, 65535)
+    off = codec.encode_publish(b, off, _TOPIC, _MSG, 2, False, True, 2)
+    off = codec.encode_puback(b, off, 1)
+    off = codec.encode_pubrec(b, off, 2)
+    off = codec.encode_pubrel(b, off, 3)
+    off = codec.encode_pubcomp(b, off, 4)
+    off = codec.encode_pingreq(b, off)
+    off = codec.encode_disconnect(b, off)
+    codec.set_dup(b, q1)
+    return off
+
+
+def _decode_all():
+    # Everything a server may also send: the three PUBLISH packets and the four acks.
+    n = _encode_all() - 4  # less PINGREQ and DISCONNECT, which only clients send
+    off = 0
+    while off < n:
+        off += decode(_BUF, off, n, _PKT)
+
+
+def test_encoding_outgoing_packets_allocates_nothing():
+    assert_no_alloc(_encode_all)
+
+
+def test_decoding_publish_and_acks_allocates_nothing():
+    assert_no_alloc(_decode_all)
