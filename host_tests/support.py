@@ -6,6 +6,7 @@ MICROPYTHON = sys.implementation.name == "micropython"
 
 if MICROPYTHON:
     import gc
+
     import micropython
 
     class SkipTest(Exception):
@@ -155,3 +156,32 @@ class FakeSocket:
 def hexb(s):
     """bytes from hex with spaces between field groups (both interpreters)."""
     return bytes.fromhex(s.replace(" ", ""))
+
+
+def repo_path(*parts):
+    """A path inside the repository, from this file's place (host_tests/ is one level
+    down), for tests that read repository files such as boards/<name>/board.py."""
+    here = __file__.rpartition("/")[0] or "."
+    root = here.rpartition("/")[0] if "/" in here else ".."
+    if here == ".":
+        root = ".."
+    return "/".join((root or ".",) + parts)
+
+
+class StepClock:
+    """A fake ticks_ms clock plus a sleep that advances it: clock.now_ms() and
+    clock.sleep(ms) for code that takes clock and sleep arguments. sleeps records each."""
+
+    def __init__(self, before_wrap_ms=1000):
+        self._clock = FakeClock(before_wrap_ms)
+        self.sleeps = []
+
+    def now_ms(self):
+        return self._clock.now
+
+    def sleep(self, ms):
+        self.sleeps.append(ms)
+        self._clock.advance(ms)
+
+    def advance(self, ms):
+        return self._clock.advance(ms)

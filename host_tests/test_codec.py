@@ -1,9 +1,8 @@
 # codec: golden packets, seeded round trips, length boundaries, truncation, corruption,
 # and the allocation check of every outgoing packet type.
-from support import Rng, assert_no_alloc, hexb, raises
-
 from mote import codec
 from mote.codec import Packet, ProtocolError, decode
+from support import Rng, assert_no_alloc, hexb, raises
 
 
 def enc(fn, *args):
@@ -55,7 +54,9 @@ def test_sizes_match_encoders():
     assert codec.subscribe_size([(b"a/+", 1), ("#", 2)]) == 14
     assert codec.unsubscribe_size([b"a/+"]) == 9
     n = codec.connect_size(b"c", b"w/t", b"bye", b"u", b"pw")
-    assert n == len(enc(codec.encode_connect, b"c", False, 0, b"w/t", b"bye", 1, True, b"u", b"pw"))
+    assert n == len(
+        enc(codec.encode_connect, b"c", False, 0, b"w/t", b"bye", 1, True, b"u", b"pw")
+    )
 
 
 def test_decode_server_packets_golden():
@@ -121,8 +122,16 @@ def test_ack_round_trip_including_pid_65535():
 def test_remaining_length_boundaries():
     buf = bytearray(5)
     p = Packet()
-    for n, size in ((0, 1), (127, 1), (128, 2), (16383, 2), (16384, 3), (2097151, 3),
-                    (2097152, 4), (268435455, 4)):
+    for n, size in (
+        (0, 1),
+        (127, 1),
+        (128, 2),
+        (16383, 2),
+        (16384, 3),
+        (2097151, 3),
+        (2097152, 4),
+        (268435455, 4),
+    ):
         assert codec.vbi_size(n) == size
         buf[0] = 0x30
         end = codec.encode_vbi(buf, 1, n)
@@ -213,8 +222,9 @@ def test_encoder_rejects_bad_arguments():
     assert raises(ValueError, codec.encode_publish, buf, 0, b"a", b"", 1, False, False, 0)
     assert raises(ValueError, codec.encode_publish, buf, 0, b"a", b"", 0, False, True)
     assert raises(ValueError, codec.encode_publish, buf, 0, b"a", b"x" * 100, 0)
-    assert raises(ValueError, codec.encode_connect, buf, 0, "c", True, 0, None, None, 0,
-                  False, None, b"pw")
+    assert raises(
+        ValueError, codec.encode_connect, buf, 0, "c", True, 0, None, None, 0, False, None, b"pw"
+    )
     assert raises(ValueError, codec.encode_connect, buf, 0, "", False)
     assert raises(ValueError, codec.encode_connect, buf, 0, "c", True, 70000)
     assert raises(ValueError, codec.encode_subscribe, buf, 0, 1, [])

@@ -1,7 +1,6 @@
 # compat: ticks arithmetic across the wrap, and the stream helpers' None/0/count contract.
-from support import FakeSocket
-
 from mote.compat import read_some, ticks_add, ticks_diff, write_some
+from support import FakeSocket
 
 
 def test_ticks_diff_is_signed_across_the_wrap():

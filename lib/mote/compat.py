@@ -5,8 +5,9 @@ import sys
 MICROPYTHON = sys.implementation.name == "micropython"
 
 if MICROPYTHON:
+    from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
+
     from micropython import const
-    from time import ticks_ms, ticks_add, ticks_diff, sleep_ms
 
     # errno values that mean "try again": 11 on Linux and on the ESP32's lwIP.
     _EAGAIN = const(11)

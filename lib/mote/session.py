@@ -1,0 +1,853 @@
+# mote.session: the MQTT 3.1.1 client protocol as a sans-I/O state machine.
+# Layer 3 (imports mote.compat and mote.codec): fed received bytes and now_ms, it gives bytes
+# to write and events; it never touches a socket, reads the clock, sleeps, retries or logs.
+#
+# Theory of operation
+#   States: DISCONNECTED (no connection), CONNECTING (CONNECT queued, waiting for CONNACK),
+#   CONNECTED, ERROR (the peer broke the protocol or keepalive expired: the driver closes
+#   the socket and calls connection_lost() or connect() again).
+#   Events (next_event() returns one small int, details in attributes):
+#     EV_CONNACK    CONNACK arrived: connack_rc (0 = accepted), session_present
+#     EV_MESSAGE    a PUBLISH to deliver: pkt.topic_off/topic_len/payload_off/payload_len
+#                   index rx_buf, valid until the next call of next_event(); pkt.qos,
+#                   pkt.retain, pkt.dup, pkt.pid
+#     EV_PUBLISHED  a QoS 1/2 publish completed (PUBACK / PUBCOMP): ack_pid
+#     EV_SUBACK     ack_pid; granted codes at pkt.codes_off/codes_len in rx_buf
+#     EV_UNSUBACK   ack_pid
+#     EV_PINGRESP   the broker answered a PINGREQ
+#     EV_DEAD       keepalive: no PINGRESP within keepalive_s; the state is now ERROR
+#     EV_DROPPED    a PUBLISH larger than rx_buf was skipped (acknowledged when QoS 1/2
+#                   and its header fitted, so the broker does not send it again): drop_len
+#   Sending: tx_buf/tx_off/tx_len is the chunk to write next; after writing n bytes the
+#   driver calls sent(n). Chunks come, in order of priority, from the CONNECT packet, the
+#   control buffer (acks, PINGREQ, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT and QoS 0 PUBLISH
+#   packets, appended in order), a large QoS 0 payload sent straight from the caller's
+#   object, and the outbox (QoS 1/2 PUBLISH packets, and PUBREL after PUBREC, written from
+#   a 4-byte scratch). One packet is one chunk, so a driver writes it in one call.
+#   Receiving: the driver reads into rx_mv at rx_end (at most rx_room bytes) and calls
+#   received(n). A packet larger than rx_buf is skipped as it streams past, never buffered.
+#   Outbox: a byte ring of outbox_size bytes holding encoded QoS 1/2 PUBLISH packets in
+#   publish order, plus max_inflight slots (pid, offset, length, state). A slot is freed
+#   when its flow completes; bytes are reclaimed from the oldest end. On CONNACK every
+#   unfinished slot is sent again: PUBLISH with DUP, or PUBREL when PUBREC had come.
+#   Slot states: Q1 (wait PUBACK), Q2_REC (wait PUBREC), Q2_COMP (wait PUBCOMP).
+#   Incoming QoS 2 (exactly once): a PUBLISH is delivered and its pid remembered in a
+#   fixed table until PUBREL; a PUBLISH whose pid is remembered is answered, not delivered.
+#   Keepalive: a PINGREQ goes out when nothing was sent or nothing received for
+#   keepalive_s; no PINGRESP within keepalive_s more gives EV_DEAD.
+#   Snapshot: save() writes outbox, packet-id counter and incoming QoS 2 ids to a caller's
+#   buffer (checksummed); load() validates everything before it changes anything.
+from mote import codec
+from mote.codec import (
+    CONNACK,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    UNSUBACK,
+    Packet,
+    ProtocolError,
+)
+from mote.compat import const, ticks_diff
+
+DISCONNECTED = const(0)
+CONNECTING = const(1)
+CONNECTED = const(2)
+ERROR = const(3)
+
+EV_CONNACK = const(1)
+EV_MESSAGE = const(2)
+EV_PUBLISHED = const(3)
+EV_SUBACK = const(4)
+EV_UNSUBACK = const(5)
+EV_PINGRESP = const(6)
+EV_DEAD = const(7)
+EV_DROPPED = const(8)
+
+# publish() results other than a packet id.
+NO_ROOM = const(-1)  # outbox, slots or tx buffer full right now: service the connection
+NOT_CONNECTED = const(-2)  # QoS 0 while not connected: dropped
+
+_FREE = const(0)
+_Q1 = const(1)
+_Q2_REC = const(2)
+_Q2_COMP = const(3)
+
+# The chunk being written.
+_C_NONE = const(0)
+_C_CONN = const(1)
+_C_CTL = const(2)
+_C_EXT = const(3)
+_C_SLOT = const(4)
+_C_REL = const(5)
+
+_SNAP_MAGIC = b"MOTE"
+_SNAP_VERSION = const(1)
+
+
+def crc16(buf, off, n):
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of buf[off:off+n]."""
+    crc = 0xFFFF
+    for i in range(off, off + n):
+        crc ^= buf[i] << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+class Session:
+    """The client side of one MQTT session, across any number of connections.
+
+    Sizes (bytes unless noted) are fixed here; nothing allocates after construction on
+    the per-message paths. max_inflight: QoS 1/2 messages outstanding at once;
+    outbox_size: room for their encoded packets; rx_size: largest packet received whole;
+    tx_size: control buffer (acks, pings, QoS 0 packets); qos2_in: incoming QoS 2 ids
+    remembered until PUBREL."""
+
+    def __init__(self, max_inflight=8, outbox_size=4096, rx_size=1024, tx_size=512, qos2_in=32):
+        if not 0 < max_inflight <= 255:
+            raise ValueError("max_inflight out of range", max_inflight)
+        if rx_size < 16 or tx_size < 16 or outbox_size < 16:
+            raise ValueError("buffer sizes must be at least 16", min(rx_size, tx_size))
+        self.state = DISCONNECTED
+        self.keepalive_ms = 0
+        self.pkt = Packet()
+        # receive
+        self.rx_buf = bytearray(rx_size)
+        self.rx_mv = memoryview(self.rx_buf)
+        self.rx_end = 0
+        self.rx_room = rx_size
+        self._rx_start = 0
+        self._skip = 0
+        # transmit
+        self.tx_buf = None
+        self.tx_off = 0
+        self.tx_len = 0
+        self._chunk = _C_NONE
+        self._chunk_slot = 0
+        self._conn = b""
+        self._conn_due = False
+        self._ctl = bytearray(tx_size)
+        self._ctl_sent = 0
+        self._ctl_end = 0
+        self._x_buf = None  # a large QoS 0 payload, sent from the caller's object
+        self._x_at = 0
+        self._rel = bytearray(4)
+        # outbox
+        n = max_inflight
+        self.max_inflight = n
+        self._ob = bytearray(outbox_size)
+        self._s_pid = [0] * n
+        self._s_off = [0] * n
+        self._s_len = [0] * n
+        self._s_state = bytearray(n)
+        self._s_send = bytearray(n)
+        self._s_tx = bytearray(n)  # 1 once transmitted: a resend carries DUP
+        self._first = 0
+        self._count = 0  # slots in use, completed holes included, oldest at _first
+        self._live = 0  # unfinished flows
+        self._pid = 0
+        self._sub_pid = 0
+        self._unsub_pid = 0
+        # incoming QoS 2 ids awaiting PUBREL (0 = empty)
+        self._in2 = [0] * qos2_in
+        # keepalive
+        self._ping_out = False
+        self._ping_at = 0
+        self._last_tx = 0
+        self._last_rx = 0
+        self._txd = False
+        self._rxd = False
+        self._dead = False
+        # results and counters
+        self.connack_rc = 0
+        self.session_present = False
+        self.ack_pid = 0
+        self.drop_len = 0
+        self.dropped = 0  # oversize PUBLISH packets skipped
+        self.dup_in = 0  # duplicate incoming QoS 2 PUBLISH packets not delivered again
+        self.resent = 0  # packets sent again after a reconnect
+
+    # Connection life cycle ---------------------------------------------------------
+
+    def set_connect(
+        self,
+        client_id,
+        clean_session=True,
+        keepalive_s=0,
+        will_topic=None,
+        will_msg=None,
+        will_qos=0,
+        will_retain=False,
+        user=None,
+        password=None,
+    ):
+        """Encode the CONNECT packet used by every following connect() (allocates)."""
+        n = codec.connect_size(client_id, will_topic, will_msg, user, password)
+        buf = bytearray(n)
+        codec.encode_connect(
+            buf,
+            0,
+            client_id,
+            clean_session,
+            keepalive_s,
+            will_topic,
+            will_msg,
+            will_qos,
+            will_retain,
+            user,
+            password,
+        )
+        self._conn = buf
+        self.keepalive_ms = keepalive_s * 1000
+
+    def connect(self, now_ms):
+        """Start a new connection: CONNECT is the first chunk to send. The outbox and
+        packet ids carry over; anything half-sent or half-received is dropped."""
+        if not self._conn:
+            raise ValueError("set_connect() first", None)
+        self._reset_link()
+        self.state = CONNECTING
+        self._conn_due = True
+        self._last_tx = self._last_rx = now_ms
+        self._kick()
+
+    def connection_lost(self):
+        """The transport is gone: forget the link, keep the session (outbox, ids)."""
+        self._reset_link()
+        self.state = DISCONNECTED
+
+    def disconnect(self):
+        """Queue DISCONNECT; no more packets are accepted until connect()."""
+        if self.state == CONNECTED and self._ctl_room() >= 2:
+            self._ctl_end = codec.encode_disconnect(self._ctl, self._ctl_end)
+            self._kick()
+        self.state = DISCONNECTED
+
+    def _reset_link(self):
+        self.rx_end = 0
+        self.rx_room = len(self.rx_buf)
+        self._rx_start = 0
+        self._skip = 0
+        self.tx_buf = None
+        self.tx_off = self.tx_len = 0
+        self._chunk = _C_NONE
+        self._conn_due = False
+        self._ctl_sent = self._ctl_end = 0
+        self._x_buf = None
+        for i in range(self.max_inflight):
+            self._s_send[i] = 0
+        self._sub_pid = self._unsub_pid = 0
+        self._ping_out = False
+        self._dead = False
+        self._txd = self._rxd = False
+
+    # Outgoing messages -------------------------------------------------------------
+
+    def pending(self):
+        """QoS 1/2 publishes not yet completed."""
+        return self._live
+
+    def outbox_free(self):
+        """Bytes of the outbox a new packet could use now (the larger free run)."""
+        if not self._count:
+            return len(self._ob)
+        t = self._s_off[self._first]
+        last = (self._first + self._count - 1) % self.max_inflight
+        h = self._s_off[last] + self._s_len[last]
+        if self._s_off[last] >= t:
+            return max(len(self._ob) - h, t)
+        return t - h
+
+    def publish(self, topic, msg, qos=0, retain=False):
+        """Queue a PUBLISH. Returns its packet id (0 for QoS 0), NO_ROOM when it cannot be
+        queued now (service the connection and retry) or NOT_CONNECTED (QoS 0 only:
+        dropped). Raises ValueError for bad arguments or a packet that can never fit.
+        QoS 1/2 are queued whatever the state and sent once connected. No allocation for
+        bytes-like topic and msg."""
+        if isinstance(topic, str):
+            topic = topic.encode()
+        if isinstance(msg, str):
+            msg = msg.encode()
+        mlen = len(msg)
+        size = codec.publish_size(len(topic), mlen, qos)
+        if not qos:
+            if self.state != CONNECTED:
+                return NOT_CONNECTED
+            if self._x_buf is not None:
+                return NO_ROOM
+            if size <= len(self._ctl):
+                if size > self._ctl_room():
+                    return NO_ROOM
+                self._ctl_end = codec.encode_publish(
+                    self._ctl, self._ctl_end, topic, msg, 0, retain
+                )
+            else:
+                hdr = size - mlen
+                if hdr > len(self._ctl):
+                    raise ValueError("topic larger than the tx buffer", hdr)
+                if hdr > self._ctl_room():
+                    return NO_ROOM
+                self._ctl_end = codec.encode_publish_header(
+                    self._ctl, self._ctl_end, topic, mlen, 0, retain
+                )
+                self._x_buf = msg
+                self._x_at = self._ctl_end
+            self._kick()
+            return 0
+        if size > len(self._ob):
+            raise ValueError("message larger than the outbox", size)
+        if self._count == self.max_inflight:
+            return NO_ROOM
+        off = self._ob_alloc(size)
+        if off < 0:
+            return NO_ROOM
+        last = self._pid
+        pid = self._next_pid()
+        try:
+            codec.encode_publish(self._ob, off, topic, msg, qos, retain, False, pid)
+        except ValueError:
+            self._pid = last  # a refused message uses no packet id
+            raise
+        i = (self._first + self._count) % self.max_inflight
+        self._count += 1
+        self._live += 1
+        self._s_pid[i] = pid
+        self._s_off[i] = off
+        self._s_len[i] = size
+        self._s_state[i] = _Q1 if qos == 1 else _Q2_REC
+        self._s_tx[i] = 0
+        self._s_send[i] = 1 if self.state == CONNECTED else 0
+        self._kick()
+        return pid
+
+    def holds_caller_data(self):
+        """True while a large QoS 0 payload is being sent from the caller's object: the
+        driver must finish writing it before publish() returns."""
+        return self._x_buf is not None
+
+    def _ob_alloc(self, n):
+        size = len(self._ob)
+        if not self._count:
+            return 0 if n <= size else -1
+        t = self._s_off[self._first]
+        last = (self._first + self._count - 1) % self.max_inflight
+        h = self._s_off[last] + self._s_len[last]
+        if self._s_off[last] >= t:  # not wrapped: free runs are [h, size) and [0, t)
+            if n <= size - h:
+                return h
+            return 0 if n <= t else -1
+        return h if n <= t - h else -1  # wrapped: the free run is [h, t)
+
+    def _next_pid(self):
+        # Ids 1..65535 in order, skipping any still in use (DESIGN: packet identifiers).
+        pid = self._pid
+        while True:
+            pid = pid + 1 if pid < 65535 else 1
+            if pid != self._sub_pid and pid != self._unsub_pid and self._slot_of(pid) < 0:
+                self._pid = pid
+                return pid
+
+    def _slot_of(self, pid):
+        n = self.max_inflight
+        i = self._first
+        for _ in range(self._count):
+            if self._s_pid[i] == pid and self._s_state[i] != _FREE:
+                return i
+            i = i + 1 if i + 1 < n else 0
+        return -1
+
+    def _complete(self, i):
+        self._s_state[i] = _FREE
+        self._s_send[i] = 0
+        self._live -= 1
+        n = self.max_inflight
+        while self._count and self._s_state[self._first] == _FREE:
+            self._first = self._first + 1 if self._first + 1 < n else 0
+            self._count -= 1
+        if not self._count:
+            self._first = 0
+
+    def subscribe(self, filters):
+        """Queue SUBSCRIBE for a list of (filter, qos) pairs; returns its packet id, or
+        NO_ROOM while another is pending or the tx buffer is full. Allocates."""
+        return self._sub_unsub(filters, True)
+
+    def unsubscribe(self, filters):
+        """Queue UNSUBSCRIBE for a list of filters; returns its packet id, or NO_ROOM."""
+        return self._sub_unsub(filters, False)
+
+    def _sub_unsub(self, filters, sub):
+        if self.state != CONNECTED:
+            raise ValueError("not connected", self.state)
+        size = codec.subscribe_size(filters) if sub else codec.unsubscribe_size(filters)
+        if size > len(self._ctl):
+            raise ValueError("filters larger than the tx buffer", size)
+        if (self._sub_pid if sub else self._unsub_pid) or size > self._ctl_room():
+            return NO_ROOM
+        pid = self._next_pid()
+        if sub:
+            self._ctl_end = codec.encode_subscribe(self._ctl, self._ctl_end, pid, filters)
+            self._sub_pid = pid
+        else:
+            self._ctl_end = codec.encode_unsubscribe(self._ctl, self._ctl_end, pid, filters)
+            self._unsub_pid = pid
+        self._kick()
+        return pid
+
+    def ping(self, now_ms):
+        """Queue a PINGREQ now (keepalive does this by itself). False if no room."""
+        if self.state != CONNECTED or self._ctl_room() < 2:
+            return False
+        self._ctl_end = codec.encode_pingreq(self._ctl, self._ctl_end)
+        if not self._ping_out:
+            self._ping_out = True
+            self._ping_at = now_ms
+        self._kick()
+        return True
+
+    # Time --------------------------------------------------------------------------
+
+    def tick(self, now_ms):
+        """Advance keepalive: queue PINGREQ when due; EV_DEAD when PINGRESP is overdue."""
+        if self._txd:
+            self._last_tx = now_ms
+            self._txd = False
+        if self._rxd:
+            self._last_rx = now_ms
+            self._rxd = False
+        ka = self.keepalive_ms
+        if self.state != CONNECTED or not ka:
+            return
+        if self._ping_out:
+            if ticks_diff(now_ms, self._ping_at) >= ka:
+                self._dead = True
+                self.state = ERROR
+        elif ticks_diff(now_ms, self._last_tx) >= ka or ticks_diff(now_ms, self._last_rx) >= ka:
+            self.ping(now_ms)
+
+    def ping_due_in(self, now_ms):
+        """Milliseconds until tick() has something to do (for the driver's poll timeout);
+        -1 when keepalive is off or not connected."""
+        ka = self.keepalive_ms
+        if self.state != CONNECTED or not ka:
+            return -1
+        if self._ping_out:
+            return max(0, ka - ticks_diff(now_ms, self._ping_at))
+        idle = max(ticks_diff(now_ms, self._last_tx), ticks_diff(now_ms, self._last_rx))
+        return max(0, ka - idle)
+
+    # Transmit ----------------------------------------------------------------------
+
+    def _ctl_room(self):
+        return len(self._ctl) - self._ctl_end
+
+    def _kick(self):
+        if not self.tx_len:
+            self._next_chunk()
+
+    def sent(self, n):
+        """The driver wrote n bytes of the current chunk."""
+        if n <= 0 or n > self.tx_len:
+            raise ValueError("sent() count out of range", n)
+        self._txd = True
+        self.tx_off += n
+        self.tx_len -= n
+        c = self._chunk
+        if c == _C_SLOT or c == _C_REL:
+            self._s_tx[self._chunk_slot] = 1
+        if self.tx_len:
+            return
+        if c == _C_CTL:
+            self._ctl_sent = self.tx_off
+            if self._ctl_sent == self._ctl_end and self._x_buf is None:
+                self._ctl_sent = self._ctl_end = 0
+        elif c == _C_EXT:
+            self._x_buf = None
+            if self._ctl_sent == self._ctl_end:
+                self._ctl_sent = self._ctl_end = 0
+        elif c == _C_SLOT or c == _C_REL:
+            self._s_send[self._chunk_slot] = 0
+        self._chunk = _C_NONE
+        self.tx_buf = None
+        self._next_chunk()
+
+    def _next_chunk(self):
+        if self._conn_due:
+            self._conn_due = False
+            self._set_chunk(_C_CONN, self._conn, 0, len(self._conn))
+            return
+        if self._x_buf is not None and self._ctl_sent == self._x_at:
+            self._set_chunk(_C_EXT, self._x_buf, 0, len(self._x_buf))
+            return
+        if self._ctl_sent < self._ctl_end:
+            end = self._ctl_end
+            if self._x_buf is not None and self._ctl_sent < self._x_at:
+                end = self._x_at
+            self._set_chunk(_C_CTL, self._ctl, self._ctl_sent, end - self._ctl_sent)
+            return
+        if self.state != CONNECTED:
+            return
+        n = self.max_inflight
+        i = self._first
+        for _ in range(self._count):
+            if self._s_send[i]:
+                self._chunk_slot = i
+                if self._s_state[i] == _Q2_COMP:
+                    codec.encode_pubrel(self._rel, 0, self._s_pid[i])
+                    self._set_chunk(_C_REL, self._rel, 0, 4)
+                else:
+                    self._set_chunk(_C_SLOT, self._ob, self._s_off[i], self._s_len[i])
+                return
+            i = i + 1 if i + 1 < n else 0
+
+    def _set_chunk(self, kind, buf, off, n):
+        self._chunk = kind
+        self.tx_buf = buf
+        self.tx_off = off
+        self.tx_len = n
+
+    # Receive -----------------------------------------------------------------------
+
+    def received(self, n):
+        """The driver read n bytes into rx_mv[rx_end:]."""
+        if n <= 0 or n > self.rx_room:
+            raise ValueError("received() count out of range", n)
+        self._rxd = True
+        if self._skip:
+            k = self._skip if self._skip < n else n
+            self._skip -= k
+            if k == n:
+                return
+            # What follows the skipped packet starts a new stream at rx_buf[rx_end + k].
+            self._rx_start = self.rx_end + k
+        self.rx_end += n
+        self.rx_room = len(self.rx_buf) - self.rx_end
+
+    def feed(self, data):
+        """Copy bytes in (tests, or a driver without readinto); returns how many fit."""
+        k = min(len(data), self.rx_room)
+        if k:
+            self.rx_buf[self.rx_end : self.rx_end + k] = data[:k] if k < len(data) else data
+            self.received(k)
+        return k
+
+    def next_event(self):
+        """Handle received packets until one gives an event; returns it, or 0 when none
+        is complete (or acks cannot be queued until the driver writes). Raises
+        ProtocolError on a protocol violation, and the session stays in ERROR."""
+        if self._dead:
+            self._dead = False
+            return EV_DEAD
+        if self.state == ERROR:
+            raise ProtocolError("session failed: reconnect", None)
+        try:
+            while True:
+                ev = self._one_packet()
+                if ev >= 0:
+                    return ev
+        except Exception:
+            self.state = ERROR
+            raise
+
+    def _one_packet(self):
+        # -1: handled a packet without event (go on); 0: nothing more now; else an event.
+        start = self._rx_start
+        end = self.rx_end
+        if start == end:
+            self._rx_start = self.rx_end = 0
+            self.rx_room = len(self.rx_buf)
+            return 0
+        if self._ctl_room() < 4:
+            return 0  # an ack might not fit: let the driver write first
+        buf = self.rx_buf
+        pkt = self.pkt
+        h = codec.decode_header(buf, start, end, pkt)
+        if not h:
+            self._compact(5)
+            return 0
+        total = h + pkt.rem_len
+        if total > len(buf):
+            return self._oversize(start, end, h, total)
+        if end - start < total:
+            self._compact(total)
+            return 0
+        codec.decode_body(buf, start + h, start + total, pkt)
+        self._rx_start = start + total
+        t = pkt.type
+        if t == CONNACK:
+            return self._on_connack()
+        if self.state != CONNECTED:
+            raise ProtocolError("packet before CONNACK", t)
+        if t == PUBLISH:
+            return self._on_publish()
+        if t == PUBACK or t == PUBCOMP:
+            i = self._slot_of(pkt.pid)
+            if i < 0 or self._s_state[i] != (_Q1 if t == PUBACK else _Q2_COMP):
+                raise ProtocolError("unexpected PUBACK or PUBCOMP", pkt.pid)
+            self._complete(i)
+            self.ack_pid = pkt.pid
+            return EV_PUBLISHED
+        if t == PUBREC:
+            i = self._slot_of(pkt.pid)
+            if i < 0 or self._s_state[i] == _Q1:
+                raise ProtocolError("unexpected PUBREC", pkt.pid)
+            self._s_state[i] = _Q2_COMP  # a repeated PUBREC gets PUBREL again
+            self._s_send[i] = 1
+            self._kick()
+            return -1
+        if t == PUBREL:
+            # MQTT-4.3.3-11: answer PUBCOMP even for an id no longer remembered.
+            self._forget_in2(pkt.pid)
+            self._queue_ack(PUBCOMP, pkt.pid)
+            return -1
+        if t == SUBACK or t == UNSUBACK:
+            if t == SUBACK:
+                if pkt.pid != self._sub_pid:
+                    raise ProtocolError("unexpected SUBACK", pkt.pid)
+                self._sub_pid = 0
+            else:
+                if pkt.pid != self._unsub_pid:
+                    raise ProtocolError("unexpected UNSUBACK", pkt.pid)
+                self._unsub_pid = 0
+            self.ack_pid = pkt.pid
+            return EV_SUBACK if t == SUBACK else EV_UNSUBACK
+        # PINGRESP (decode_body has rejected every other type)
+        self._ping_out = False
+        return EV_PINGRESP
+
+    def _compact(self, need):
+        # Keep a partial packet; move it to the front only if it could not fit where it
+        # is (slicing allocates one small view, so this stays off the common path).
+        start = self._rx_start
+        if start and start + need > len(self.rx_buf):
+            n = self.rx_end - start
+            self.rx_buf[0:n] = self.rx_mv[start : self.rx_end]
+            self._rx_start = 0
+            self.rx_end = n
+            self.rx_room = len(self.rx_buf) - n
+
+    def _oversize(self, start, end, h, total):
+        pkt = self.pkt
+        if pkt.type != PUBLISH:
+            raise ProtocolError("packet larger than the receive buffer", total)
+        qos = (pkt.flags >> 1) & 3
+        if qos and end - start >= h + 2:
+            tlen = (self.rx_buf[start + h] << 8) | self.rx_buf[start + h + 1]
+            need = h + 2 + tlen + 2
+            if need <= len(self.rx_buf):
+                if end - start < need:
+                    self._compact(need)
+                    return 0
+                p = start + need - 2
+                pid = (self.rx_buf[p] << 8) | self.rx_buf[p + 1]
+                if pid:
+                    # Acknowledge so the broker does not redeliver what can never fit.
+                    self._queue_ack(PUBACK if qos == 1 else PUBREC, pid)
+        elif qos and h + 2 <= len(self.rx_buf):
+            self._compact(h + 2)
+            return 0
+        self._skip = total - (end - start)
+        self._rx_start = self.rx_end = 0
+        self.rx_room = len(self.rx_buf)
+        self.dropped += 1
+        self.drop_len = total
+        return EV_DROPPED
+
+    def _queue_ack(self, t, pid):
+        b = self._ctl
+        e = self._ctl_end
+        b[e] = t << 4
+        b[e + 1] = 2
+        b[e + 2] = pid >> 8
+        b[e + 3] = pid & 0xFF
+        self._ctl_end = e + 4
+        self._kick()
+
+    def _on_connack(self):
+        if self.state != CONNECTING:
+            raise ProtocolError("unexpected CONNACK", self.state)
+        pkt = self.pkt
+        self.connack_rc = pkt.rc
+        self.session_present = pkt.session_present
+        if pkt.rc:
+            self.state = DISCONNECTED
+            return EV_CONNACK
+        self.state = CONNECTED
+        if not pkt.session_present:
+            for k in range(len(self._in2)):
+                self._in2[k] = 0  # the broker forgot its half of those flows
+        n = self.max_inflight
+        i = self._first
+        for _ in range(self._count):
+            st = self._s_state[i]
+            if st != _FREE:
+                if self._s_tx[i]:
+                    self.resent += 1
+                    if st != _Q2_COMP:
+                        codec.set_dup(self._ob, self._s_off[i])  # MQTT-3.3.1-1
+                self._s_send[i] = 1
+            i = i + 1 if i + 1 < n else 0
+        self._kick()
+        return EV_CONNACK
+
+    def _on_publish(self):
+        pkt = self.pkt
+        if pkt.qos == 1:
+            self._queue_ack(PUBACK, pkt.pid)
+        elif pkt.qos == 2:
+            self._queue_ack(PUBREC, pkt.pid)
+            if not self._remember_in2(pkt.pid):
+                self.dup_in += 1
+                return -1
+        return EV_MESSAGE
+
+    def _remember_in2(self, pid):
+        # True when pid is new (deliver it); False when already remembered (a duplicate).
+        free = -1
+        t = self._in2
+        for k in range(len(t)):
+            if t[k] == pid:
+                return False
+            if not t[k] and free < 0:
+                free = k
+        if free < 0:
+            raise ProtocolError("too many incoming QoS 2 messages awaiting PUBREL", pid)
+        t[free] = pid
+        return True
+
+    def _forget_in2(self, pid):
+        t = self._in2
+        for k in range(len(t)):
+            if t[k] == pid:
+                t[k] = 0
+
+    # Snapshot ----------------------------------------------------------------------
+    # MOTE, version, pid counter (2), slot count, in2 count, then per slot: state,
+    # sent flag, pid (2), length (2), packet bytes; then in2 pids (2 each); CRC-16 (2).
+
+    def snapshot_size(self):
+        """Bytes save() needs now."""
+        n = 10 + 2
+        i = self._first
+        for _ in range(self._count):
+            if self._s_state[i] != _FREE:
+                n += 6 + self._s_len[i]
+            i = (i + 1) % self.max_inflight
+        for pid in self._in2:
+            if pid:
+                n += 2
+        return n
+
+    def save(self, buf):
+        """Write the session state into buf; returns the length. Raises ValueError if buf
+        is too small. Allocates nothing."""
+        need = self.snapshot_size()
+        if need > len(buf):
+            raise ValueError("snapshot buffer too small", need)
+        buf[0:4] = _SNAP_MAGIC
+        buf[4] = _SNAP_VERSION
+        buf[5] = self._pid >> 8
+        buf[6] = self._pid & 0xFF
+        buf[7] = self._live
+        nin = 0
+        for pid in self._in2:
+            if pid:
+                nin += 1
+        buf[8] = nin
+        buf[9] = 0
+        p = 10
+        i = self._first
+        for _ in range(self._count):
+            st = self._s_state[i]
+            if st != _FREE:
+                ln = self._s_len[i]
+                buf[p] = st
+                buf[p + 1] = self._s_tx[i]
+                buf[p + 2] = self._s_pid[i] >> 8
+                buf[p + 3] = self._s_pid[i] & 0xFF
+                buf[p + 4] = ln >> 8
+                buf[p + 5] = ln & 0xFF
+                o = self._s_off[i]
+                for k in range(ln):
+                    buf[p + 6 + k] = self._ob[o + k]
+                p += 6 + ln
+            i = (i + 1) % self.max_inflight
+        for pid in self._in2:
+            if pid:
+                buf[p] = pid >> 8
+                buf[p + 1] = pid & 0xFF
+                p += 2
+        c = crc16(buf, 0, p)
+        buf[p] = c >> 8
+        buf[p + 1] = c & 0xFF
+        return p + 2
+
+    def load(self, buf, n=None):
+        """Restore what save() wrote. Everything is checked first: a corrupt, truncated
+        or foreign snapshot raises ValueError and changes nothing. Only while not
+        connected."""
+        if n is None:
+            n = len(buf)
+        if self.state == CONNECTED or self.state == CONNECTING:
+            raise ValueError("load() while connected", self.state)
+        if n < 12 or bytes(buf[0:4]) != _SNAP_MAGIC:
+            raise ValueError("not a mote session snapshot", n)
+        if buf[4] != _SNAP_VERSION:
+            raise ValueError("unknown snapshot version", buf[4])
+        if crc16(buf, 0, n - 2) != (buf[n - 2] << 8) | buf[n - 1]:
+            raise ValueError("snapshot checksum mismatch", n)
+        nslots = buf[7]
+        nin = buf[8]
+        if nslots > self.max_inflight:
+            raise ValueError("snapshot has more messages than max_inflight", nslots)
+        if nin > len(self._in2):
+            raise ValueError("snapshot has more QoS 2 ids than qos2_in", nin)
+        p = 10
+        total = 0
+        pkt = Packet()
+        for _ in range(nslots):
+            if p + 6 > n - 2:
+                raise ValueError("snapshot truncated", p)
+            st = buf[p]
+            pid = (buf[p + 2] << 8) | buf[p + 3]
+            ln = (buf[p + 4] << 8) | buf[p + 5]
+            if not _Q1 <= st <= _Q2_COMP or not pid or p + 6 + ln > n - 2:
+                raise ValueError("snapshot slot corrupt", p)
+            try:
+                got = codec.decode(buf, p + 6, p + 6 + ln, pkt)
+            except ProtocolError:
+                got = 0
+            want_qos = 1 if st == _Q1 else 2
+            if got != ln or pkt.type != PUBLISH or pkt.pid != pid or pkt.qos != want_qos:
+                raise ValueError("snapshot packet corrupt", pid)
+            total += ln
+            p += 6 + ln
+        if total > len(self._ob):
+            raise ValueError("snapshot larger than the outbox", total)
+        if p + 2 * nin + 2 != n:
+            raise ValueError("snapshot length mismatch", n)
+        # Valid: apply.
+        self._first = self._count = self._live = 0
+        self._pid = (buf[5] << 8) | buf[6]
+        p = 10
+        off = 0
+        for i in range(nslots):
+            ln = (buf[p + 4] << 8) | buf[p + 5]
+            self._s_state[i] = buf[p]
+            self._s_tx[i] = 1 if buf[p + 1] else 0
+            self._s_pid[i] = (buf[p + 2] << 8) | buf[p + 3]
+            self._s_off[i] = off
+            self._s_len[i] = ln
+            self._s_send[i] = 0
+            self._ob[off : off + ln] = buf[p + 6 : p + 6 + ln]
+            off += ln
+            p += 6 + ln
+        self._count = self._live = nslots
+        for k in range(len(self._in2)):
+            self._in2[k] = 0
+        for k in range(nin):
+            self._in2[k] = (buf[p] << 8) | buf[p + 1]
+            p += 2
