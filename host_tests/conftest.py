@@ -7,3 +7,4 @@ ROOT = os.path.dirname(HERE)
 for p in (os.path.join(ROOT, "lib"), HERE, ROOT):
     if p not in sys.path:
         sys.path.insert(0, p)
+pytest_plugins = ["brokerfix"]

@@ -93,3 +93,112 @@ else:
         return bool(poller.poll(timeout_ms))
 
     _SSL_WANT = ("SSLWantReadError", "SSLWantWriteError")
+
+
+# Sockets and TLS: imported on first use, so codec/session users never load them. -------
+
+
+def resolve(host, port):
+    """The socket address for host:port (DNS at connect time only)."""
+    import socket
+
+    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+
+
+def set_nodelay(sock):
+    """Disable TCP's small-packet delay: mote writes each packet in one call, so waiting
+    for more data only adds latency. Ports without the option keep the default."""
+    import socket
+
+    try:
+        sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
+    except (OSError, AttributeError):
+        pass
+
+
+def new_poller(sock):
+    import select
+
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    return p
+
+
+def poll_mask(want_write):
+    import select
+
+    return select.POLLIN | select.POLLOUT if want_write else select.POLLIN
+
+
+def tls_context(params):
+    """An SSL context from umqtt-style ssl_params: cafile/cadata (the CA to verify the
+    server), certfile/keyfile (client certificate for mutual TLS). Returns (context,
+    verified): verified is False when no CA was given and the server is not checked."""
+    import ssl
+
+    cafile = params.get("cafile")
+    cadata = params.get("cadata")
+    certfile = params.get("certfile")
+    keyfile = params.get("keyfile")
+    verified = bool(cafile or cadata)
+    if MICROPYTHON:
+        # mbedTLS here takes DER only, and verifies only with CERT_REQUIRED (its default
+        # is CERT_NONE): PEM is converted, the mode set explicitly.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if cafile:
+            cadata = _read(cafile)
+        if cadata:
+            ctx.load_verify_locations(cadata=_der(cadata))
+        if certfile:
+            ctx.load_cert_chain(_der(_read(certfile)), _der(_read(keyfile or certfile)))
+        ctx.verify_mode = ssl.CERT_REQUIRED if verified else ssl.CERT_NONE
+        return ctx, verified
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verified:
+        if isinstance(cadata, (bytes, bytearray)) and not cadata.lstrip().startswith(b"-----"):
+            ctx.load_verify_locations(cadata=bytes(cadata))  # DER
+        else:
+            if isinstance(cadata, (bytes, bytearray)):
+                cadata = cadata.decode()
+            ctx.load_verify_locations(cafile=cafile, cadata=cadata)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    return ctx, verified
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _der(data):
+    # PEM (base64 between -----BEGIN/END----- lines) to DER; DER passes through.
+    if isinstance(data, str):
+        data = data.encode()
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        return data
+    import binascii
+
+    body = b"".join(
+        line for line in data.split(b"\n") if line.strip() and not line.startswith(b"-----")
+    )
+    return binascii.a2b_base64(body)
+
+
+def tls_verifies(ctx):
+    """Whether an SSL context checks the server's certificate."""
+    import ssl
+
+    try:
+        return ctx.verify_mode != ssl.CERT_NONE
+    except AttributeError:
+        return True  # cannot tell: do not warn
+
+
+def tls_wrap(ctx, sock, host):
+    """Wrap a connected socket and complete the handshake (blocking, under the socket's
+    timeout). host is sent as SNI and checked against the certificate when verifying."""
+    return ctx.wrap_socket(sock, server_hostname=host)

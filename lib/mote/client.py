@@ -1,0 +1,633 @@
+# mote.client: the blocking MQTTClient over a plain or TLS socket, driving a Session.
+# Layer 4: owns the socket, the clock, polling, reconnect with backoff, and callbacks.
+# A drop-in superset of umqtt.simple / umqtt.robust (see README "Client API").
+from mote import compat
+from mote.codec import MQTTException, ProtocolError
+from mote.compat import const, read_some, sleep_ms, ticks_add, ticks_diff, ticks_ms, write_some
+from mote.session import (
+    CONNECTED,
+    EV_CONNACK,
+    EV_DEAD,
+    EV_DROPPED,
+    EV_MESSAGE,
+    EV_PINGRESP,
+    EV_PUBLISHED,
+    EV_SUBACK,
+    EV_UNSUBACK,
+    NO_ROOM,
+    NOT_CONNECTED,
+    Session,
+)
+from mote.topic import validate_filter
+
+_ETIMEDOUT = const(110)
+_ENOTCONN = const(107)
+_ECONNRESET = const(104)
+_ENOBUFS = const(105)
+_WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
+
+
+class MQTTClient:
+    """An MQTT 3.1.1 client. See README "Client API" for every parameter.
+
+    client_id, server, port=0 (1883, or 8883 with TLS), user, password, keepalive (s),
+    ssl (False/None, True, or an SSL context), ssl_params (cafile, cadata, certfile,
+    keyfile, server_hostname), and keyword-only: max_inflight (QoS 1/2 messages
+    outstanding), reconnect (after a first connect), rx_size (largest packet received),
+    tx_size, outbox_size (bytes for unacknowledged QoS 1/2 packets), qos2_in, zero_copy
+    (callback gets memoryviews valid during the call), timeout_ms (connect attempt and
+    blocking waits), backoff_ms and backoff_max_ms (reconnect delays).
+    server may also be a list of hosts or (host, port) pairs, tried in order (failover).
+    All buffers are allocated here."""
+
+    DEBUG = False  # umqtt.robust: print reconnect activity
+
+    def __init__(
+        self,
+        client_id,
+        server,
+        port=0,
+        user=None,
+        password=None,
+        keepalive=0,
+        ssl=None,
+        ssl_params={},  # noqa: B006  (umqtt's signature; never mutated)
+        *,
+        max_inflight=8,
+        reconnect=True,
+        rx_size=1024,
+        tx_size=512,
+        outbox_size=4096,
+        qos2_in=32,
+        zero_copy=False,
+        timeout_ms=10000,
+        backoff_ms=500,
+        backoff_max_ms=30000,
+    ):
+        if not 0 <= keepalive <= 65535:
+            raise ValueError("keepalive out of range", keepalive)
+        self.client_id = client_id
+        self.server = server
+        self.port = port
+        self.user = user
+        self.pswd = password
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.ssl_params = ssl_params
+        self.cb = None
+        self.lw_topic = None
+        self.lw_msg = None
+        self.lw_qos = 0
+        self.lw_retain = False
+        self.sock = None
+        self.zero_copy = zero_copy
+        self.timeout_ms = timeout_ms
+        self._reconnect = reconnect
+        self._backoff_ms = backoff_ms
+        self._backoff_max_ms = backoff_max_ms
+        self._s = Session(max_inflight, outbox_size, rx_size, tx_size, qos2_in)
+        self._poller = None
+        self._want_write = False
+        self._servers = self._server_list(server, port)
+        self._srv = 0
+        self._clean = True
+        self._ever = False  # a connect() succeeded: reconnect may run
+        self._fails = 0
+        self._next_try = 0
+        self._rng = (ticks_ms() ^ 0x5DEECE) & 0x3FFFFFFF or 1
+        self._subs = []  # [filter bytes, qos] renewed after a reconnect without session
+        self._granted = 0
+        self._ack_pid = 0
+        self._handled = 0
+        self._depth = 0  # > 0 while a callback runs (callbacks may publish)
+        self._last_ev = 0
+        self._warned = False
+        # message details for the callback, set before each call
+        self.msg_qos = 0
+        self.msg_retain = False
+        self.msg_dup = False
+        # counters (stats())
+        self._n_reconnects = 0
+        self._n_conn_fail = 0
+        self._n_lost = 0
+        self._n_protocol = 0
+        self._n_sent = 0
+        self._n_recv = 0
+        self._n_q0_dropped = 0
+        self._rtt_ms = -1
+
+    # umqtt-compatible set-up ----------------------------------------------------------
+
+    def set_callback(self, f):
+        """f(topic, msg) for each received message: bytes, or memoryviews valid only
+        during the call when zero_copy=True. msg_qos/msg_retain/msg_dup describe it."""
+        self.cb = f
+
+    def set_last_will(self, topic, msg, retain=False, qos=0):
+        if not 0 <= qos <= 2:
+            raise ValueError("QoS must be 0, 1 or 2", qos)
+        if not topic:
+            raise ValueError("empty will topic", topic)
+        self.lw_topic = topic
+        self.lw_msg = msg
+        self.lw_qos = qos
+        self.lw_retain = retain
+
+    def _server_list(self, server, port):
+        out = []
+        for item in server if isinstance(server, (list, tuple)) else [server]:
+            if isinstance(item, (list, tuple)):
+                out.append((item[0], item[1]))
+            else:
+                out.append((item, port))
+        if not out:
+            raise ValueError("no server", server)
+        return out
+
+    # Connection ---------------------------------------------------------------------
+
+    def connect(self, clean_session=True, timeout=None):
+        """Connect (blocking, at most timeout seconds or timeout_ms). Returns True when
+        the broker kept a session. Raises MQTTException(code) when refused, OSError on a
+        network failure. Later reconnects reuse these arguments."""
+        self._clean = clean_session
+        if timeout is not None:
+            self.timeout_ms = int(timeout * 1000)
+        self._close()
+        err = None
+        for _ in range(len(self._servers)):
+            try:
+                sp = self._open(self._servers[self._srv])
+                self._ever = True
+                self._fails = 0
+                return sp
+            except MQTTException as e:
+                if not isinstance(e, ProtocolError):
+                    raise  # refused by the broker: say so, do not try another
+                err = e
+            except OSError as e:
+                err = e
+            self._srv = (self._srv + 1) % len(self._servers)
+        raise err
+
+    def _open(self, srv):
+        # One attempt at one server: TCP, TLS, CONNECT, CONNACK, then renew
+        # subscriptions when the broker kept no session. Raises on any failure.
+        import socket
+
+        host, port = srv
+        tls = self.ssl
+        if not port:
+            port = 8883 if tls else 1883
+        addr = compat.resolve(host, port)
+        sock = socket.socket()
+        try:
+            sock.settimeout(self.timeout_ms / 1000)
+            sock.connect(addr)
+            compat.set_nodelay(sock)
+            if tls:
+                sock = self._tls(sock, host)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self._poller = compat.new_poller(sock)
+        self._want_write = False
+        s = self._s
+        s.set_connect(
+            self.client_id,
+            self._clean,
+            self.keepalive,
+            self.lw_topic,
+            self.lw_msg,
+            self.lw_qos,
+            self.lw_retain,
+            self.user,
+            self.pswd,
+        )
+        s.connect(ticks_ms())
+        try:
+            self._wait_for(EV_CONNACK, self.timeout_ms)
+        except BaseException:
+            self._close()
+            raise
+        if s.connack_rc:
+            self._close()
+            raise MQTTException(s.connack_rc)
+        sp = s.session_present
+        if not sp and self._subs:
+            for sub in self._subs:
+                try:
+                    self._sub_wait(sub[0], sub[1])
+                except MQTTException as e:
+                    if isinstance(e, ProtocolError):
+                        raise
+                    if self.DEBUG:
+                        print("mote: resubscribe refused:", sub[0])
+        return sp
+
+    def _tls(self, sock, host):
+        tls = self.ssl
+        params = self.ssl_params
+        if tls is True or (tls and not hasattr(tls, "wrap_socket")):
+            ctx, verified = compat.tls_context(params)
+        else:
+            ctx = tls
+            verified = compat.tls_verifies(ctx)
+        if not verified and not self._warned:
+            self._warned = True
+            print("mote: WARNING: TLS without a CA: the server's identity is NOT verified")
+        return compat.tls_wrap(ctx, sock, params.get("server_hostname", host))
+
+    def _close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+            self._poller = None
+        self._s.connection_lost()
+
+    def is_connected(self):
+        return self.sock is not None and self._s.state == CONNECTED
+
+    def disconnect(self):
+        """Send DISCONNECT (the broker then drops the Last Will) and close. No reconnect
+        until connect() is called again."""
+        if self.is_connected():
+            self._s.disconnect()
+            try:
+                self._write_all(self.timeout_ms)
+            except OSError:
+                pass
+        self._ever = False
+        self._close()
+
+    def reconnect(self):
+        """umqtt.robust's reconnect(): retry with backoff until connected."""
+        while True:
+            try:
+                return self.connect(self._clean)
+            except (OSError, MQTTException) as e:
+                self._note_fail(e)
+                sleep_ms(self._delay_ms())
+
+    def _note_fail(self, e):
+        self._n_conn_fail += 1
+        self._fails += 1
+        self._srv = (self._srv + 1) % len(self._servers)
+        if self.DEBUG:
+            print("mote: connect failed:", repr(e))
+
+    def _delay_ms(self):
+        # Exponential backoff with jitter (50..100 % of the step), capped.
+        step = self._backoff_ms << min(self._fails, 16)
+        if step > self._backoff_max_ms:
+            step = self._backoff_max_ms
+        x = self._rng
+        x ^= (x << 13) & 0x3FFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0x3FFFFFFF
+        self._rng = x or 1
+        return step // 2 + x % (step // 2 + 1)
+
+    def _lost(self, e):
+        # The connection broke: keep the session; raise unless reconnect will handle it.
+        if isinstance(e, ProtocolError):
+            self._n_protocol += 1
+        self._n_lost += 1
+        self._close()
+        if not (self._reconnect and self._ever):
+            raise e
+        if self.DEBUG:
+            print("mote: connection lost:", repr(e))
+        self._next_try = ticks_ms()  # first retry at once
+
+    def _progress(self):
+        # Reconnect when due: at most one attempt (bounded by timeout_ms) per call.
+        if self.sock is not None or not (self._reconnect and self._ever):
+            return self.sock is not None
+        now = ticks_ms()
+        if ticks_diff(now, self._next_try) < 0:
+            return False
+        try:
+            self._open(self._servers[self._srv])
+        except (OSError, MQTTException) as e:
+            self._close()
+            self._note_fail(e)
+            self._next_try = ticks_add(ticks_ms(), self._delay_ms())
+            return False
+        self._n_reconnects += 1
+        self._fails = 0
+        return True
+
+    # Publishing ---------------------------------------------------------------------
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        """Send a PUBLISH. Returns the packet id (0 for QoS 0). QoS 1/2 return once the
+        packet is written (or queued while disconnected); the outbox keeps it until
+        PUBACK/PUBCOMP. When max_inflight messages are outstanding this services the
+        connection until a slot frees (raising OSError(ENOBUFS) after timeout_ms).
+        QoS 0 while disconnected: dropped, returns -1 (with reconnect=False: OSError).
+        No allocation for bytes topic and bytes/bytearray msg once connected."""
+        s = self._s
+        if self.sock is None:
+            if not self._progress() and not self._reconnect:
+                raise OSError(_ENOTCONN)
+        pid = s.publish(topic, msg, qos, retain)
+        if pid == NO_ROOM:
+            t0 = ticks_ms()
+            while pid == NO_ROOM:
+                if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
+                    raise OSError(_ENOBUFS, "outbox full")
+                self._service(100)
+                pid = s.publish(topic, msg, qos, retain)
+        if pid == NOT_CONNECTED:
+            self._n_q0_dropped += 1
+            return -1
+        self._n_sent += 1
+        if self.sock is not None:
+            try:
+                if s.holds_caller_data():
+                    self._write_all(self.timeout_ms)  # msg must not be kept
+                else:
+                    self._write()
+                s.tick(ticks_ms())
+                if s._ping_out and not self._depth:
+                    self._read_dispatch()  # a PINGRESP must not wait for check_msg()
+            except (OSError, ProtocolError) as e:
+                self._lost(e)
+        return pid
+
+    def pending(self):
+        """Outbound QoS 1/2 messages not yet completed."""
+        return self._s.pending()
+
+    def flush(self, timeout_ms=None):
+        """Drive the connection (reconnecting if needed) until every QoS 1/2 message is
+        completed or timeout_ms passes. Returns how many are still pending."""
+        if timeout_ms is None:
+            timeout_ms = self.timeout_ms
+        t0 = ticks_ms()
+        while self._s.pending():
+            left = timeout_ms - ticks_diff(ticks_ms(), t0)
+            if left <= 0:
+                break
+            self._service(min(left, 100))
+        return self._s.pending()
+
+    # Subscriptions ------------------------------------------------------------------
+
+    def subscribe(self, topic, qos=0):
+        """Subscribe and wait for SUBACK. Returns the granted QoS; a refusal (0x80)
+        raises MQTTException(0x80). Renewed automatically after a reconnect when the
+        broker kept no session."""
+        t = validate_filter(topic)
+        if not 0 <= qos <= 2:
+            raise ValueError("QoS must be 0, 1 or 2", qos)
+        granted = self._retrying(self._sub_wait, t, qos)
+        for sub in self._subs:
+            if sub[0] == t:
+                sub[1] = qos
+                break
+        else:
+            self._subs.append([t, qos])
+        return granted
+
+    def _sub_wait(self, t, qos):
+        s = self._s
+        pid = s.subscribe([(t, qos)])
+        if pid < 0:
+            self._wait(lambda: s._sub_pid == 0, self.timeout_ms)
+            pid = s.subscribe([(t, qos)])
+        self._ack_pid = 0
+        self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
+        if self._granted == 0x80:
+            raise MQTTException(0x80)
+        return self._granted
+
+    def unsubscribe(self, topic):
+        """Unsubscribe and wait for UNSUBACK."""
+        t = validate_filter(topic)
+        self._subs = [x for x in self._subs if x[0] != t]
+        self._retrying(self._unsub_wait, t, 0)
+
+    def _retrying(self, fn, t, qos):
+        # Run a blocking exchange; a broken connection is handled like anywhere else and
+        # the exchange tried again on the new one, within timeout_ms.
+        t0 = ticks_ms()
+        while True:
+            self._ensure()
+            try:
+                return fn(t, qos)
+            except (OSError, ProtocolError) as e:
+                self._lost(e)
+                if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
+                    raise
+
+    def _unsub_wait(self, t, _qos):
+        s = self._s
+        pid = s.unsubscribe([t])
+        if pid < 0:
+            self._wait(lambda: s._unsub_pid == 0, self.timeout_ms)
+            pid = s.unsubscribe([t])
+        self._ack_pid = 0
+        self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
+
+    def _ensure(self):
+        if self.sock is None:
+            if not (self._reconnect and self._ever):
+                raise OSError(_ENOTCONN)
+            t0 = ticks_ms()
+            while not self._progress():
+                if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
+                    raise OSError(_ENOTCONN)
+                sleep_ms(min(100, max(0, ticks_diff(self._next_try, ticks_ms()))))
+
+    def _wait(self, done, timeout_ms):
+        # Service until done() or timeout (OSError ETIMEDOUT). Connection errors raise.
+        t0 = ticks_ms()
+        while not done():
+            left = timeout_ms - ticks_diff(ticks_ms(), t0)
+            if left <= 0:
+                raise OSError(_ETIMEDOUT)
+            if self.sock is None:
+                raise OSError(_ENOTCONN)
+            self._round(min(left, _WAIT_SLICE_MS))
+
+    def _wait_for(self, ev, timeout_ms):
+        self._last_ev = 0
+        self._wait(lambda: self._last_ev == ev, timeout_ms)
+
+    # Receiving and keepalive ----------------------------------------------------------
+
+    def check_msg(self):
+        """Handle every packet already received, send PINGREQ when due and make
+        reconnect progress. Never waits for data. No allocation on the keepalive path."""
+        self._service(0)
+
+    def wait_msg(self):
+        """Block until one packet is handled (reconnecting as needed when enabled)."""
+        self._handled = 0
+        while not self._handled:
+            self._service(_WAIT_SLICE_MS)
+
+    def ping(self):
+        """Send PINGREQ now; its PINGRESP is handled by check_msg()/wait_msg()."""
+        if self.sock is None:
+            raise OSError(_ENOTCONN)
+        self._s.ping(ticks_ms())
+        try:
+            self._write()
+        except OSError as e:
+            self._lost(e)
+
+    def _service(self, wait_ms):
+        # One round with reconnect and error handling: the body of check/wait/flush.
+        if self.sock is None:
+            if not self._progress():
+                if wait_ms > 0:
+                    sleep_ms(min(wait_ms, max(1, ticks_diff(self._next_try, ticks_ms()))))
+                return
+        try:
+            self._round(wait_ms)
+        except (OSError, ProtocolError) as e:
+            self._lost(e)
+
+    def _round(self, wait_ms):
+        s = self._s
+        s.tick(ticks_ms())
+        self._write()
+        if self._read_dispatch() or wait_ms <= 0:
+            return
+        due = s.ping_due_in(ticks_ms())
+        if 0 <= due < wait_ms:
+            wait_ms = due if due > 0 else 1
+        want = s.tx_len > 0
+        if want != self._want_write:
+            self._poller.modify(self.sock, compat.poll_mask(want))
+            self._want_write = want
+        compat.wait_io(self._poller, wait_ms)
+        s.tick(ticks_ms())
+        self._write()
+        self._read_dispatch()
+
+    def _write(self):
+        # Write what the session has queued until the socket would block.
+        s = self._s
+        sock = self.sock
+        while s.tx_len:
+            n = write_some(sock, s.tx_buf, s.tx_off, s.tx_len)
+            if not n:
+                return False
+            s.sent(n)
+        return True
+
+    def _write_all(self, timeout_ms):
+        t0 = ticks_ms()
+        while not self._write():
+            if ticks_diff(ticks_ms(), t0) >= timeout_ms:
+                raise OSError(_ETIMEDOUT)
+            if not self._want_write:
+                self._poller.modify(self.sock, compat.poll_mask(True))
+                self._want_write = True
+            compat.wait_io(self._poller, 50)
+
+    def _read_dispatch(self):
+        # Read what the socket has, handle every complete packet; returns events handled.
+        s = self._s
+        handled = 0
+        while True:
+            got = 0
+            if s.rx_room:
+                # readinto has no offset: resuming after a partial packet slices the view
+                # (one small object); a read at the start of the buffer allocates nothing.
+                mv = s.rx_mv if not s.rx_end else s.rx_mv[s.rx_end :]
+                got = read_some(self.sock, mv, s.rx_room)
+                if got == 0:
+                    raise OSError(_ECONNRESET, "connection closed by the broker")
+                if got:
+                    s.received(got)
+            ev = s.next_event()
+            while ev:
+                handled += 1
+                self._dispatch(ev)
+                if ev == EV_CONNACK and s.connack_rc:
+                    return handled  # refused: the broker closes next; keep the code
+                ev = s.next_event()
+            if s.tx_len:
+                self._write()
+            if not got:
+                return handled
+
+    def _dispatch(self, ev):
+        s = self._s
+        self._last_ev = ev
+        self._handled += 1
+        if ev == EV_MESSAGE:
+            self._n_recv += 1
+            p = s.pkt
+            cb = self.cb
+            if cb is not None:
+                self.msg_qos = p.qos
+                self.msg_retain = p.retain
+                self.msg_dup = p.dup
+                mv = s.rx_mv
+                t = mv[p.topic_off : p.topic_off + p.topic_len]
+                m = mv[p.payload_off : p.payload_off + p.payload_len]
+                self._depth += 1
+                try:
+                    if self.zero_copy:
+                        cb(t, m)
+                    else:
+                        cb(bytes(t), bytes(m))
+                finally:
+                    self._depth -= 1
+        elif ev == EV_PUBLISHED:
+            pass
+        elif ev == EV_SUBACK:
+            self._granted = s.rx_buf[s.pkt.codes_off]
+            self._ack_pid = s.ack_pid
+        elif ev == EV_UNSUBACK:
+            self._ack_pid = s.ack_pid
+        elif ev == EV_PINGRESP:
+            self._rtt_ms = ticks_diff(ticks_ms(), s._ping_at)
+        elif ev == EV_DEAD:
+            raise OSError(_ETIMEDOUT, "keepalive: no PINGRESP")
+        elif ev == EV_DROPPED:
+            if self.DEBUG:
+                print("mote: dropped an oversize message of", s.drop_len, "bytes")
+
+    # Introspection --------------------------------------------------------------------
+
+    def stats(self):
+        """Counters in one dict (allocates)."""
+        s = self._s
+        return {
+            "connected": self.is_connected(),
+            "reconnects": self._n_reconnects,
+            "connect_failures": self._n_conn_fail,
+            "connections_lost": self._n_lost,
+            "protocol_errors": self._n_protocol,
+            "retransmissions": s.resent,
+            "oversize_dropped": s.dropped,
+            "qos2_duplicates_suppressed": s.dup_in,
+            "qos0_dropped_offline": self._n_q0_dropped,
+            "published": self._n_sent,
+            "received": self._n_recv,
+            "outbox_pending": s.pending(),
+            "outbox_bytes_free": s.outbox_free(),
+            "ping_rtt_ms": self._rtt_ms,
+            "server": self._servers[self._srv][0],
+        }
+
+    def save_session(self, buf):
+        """Write the session (outbox, packet ids, incoming QoS 2 ids) into buf for deep
+        sleep or a reset; returns the length. See Session.save."""
+        return self._s.save(buf)
+
+    def load_session(self, buf, n=None):
+        """Restore what save_session() wrote, before connect(clean_session=False)."""
+        self._s.load(buf, n)
