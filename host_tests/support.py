@@ -162,10 +162,13 @@ def repo_path(*parts):
     """A path inside the repository, from this file's place (host_tests/ is one level
     down), for tests that read repository files such as boards/<name>/board.py."""
     here = __file__.rpartition("/")[0] or "."
-    root = here.rpartition("/")[0] if "/" in here else ".."
     if here == ".":
         root = ".."
-    return "/".join((root or ".",) + parts)
+    elif "/" in here:
+        root = here.rpartition("/")[0] or "/"
+    else:
+        root = "."
+    return "/".join((root,) + parts)
 
 
 class StepClock:
