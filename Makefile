@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MPY    := $(VENV)/bin/micropython
 
-.PHONY: test test-cpython test-micropython check size bench run flash deploy repl clean
+.PHONY: test test-cpython test-micropython check size bench-codec bench run flash deploy repl clean
 
 $(VENV)/.test-stamp: requirements/test.txt
 	@echo "setting up $(VENV) with the pinned host tooling (one-time)..."
@@ -33,6 +33,10 @@ check: $(VENV)/.tools-stamp
 
 size: $(VENV)/.test-stamp
 	$(PY) tools/size.py
+
+bench-codec: $(VENV)/.test-stamp
+	$(PY) tools/bench_codec.py
+	$(MPY) tools/bench_codec.py
 
 clean:
 	rm -rf $(VENV) build
