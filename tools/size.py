@@ -43,7 +43,9 @@ def main():
             print("%-36s %9s %9s" % (folder + " (mpy-cross -O%d)" % opt, ".py", ".mpy"))
             for rel, py, mpy in rows:
                 print("  %-34s %9d %9d" % (rel, py, mpy))
-            print("  %-34s %9d %9d\n" % ("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+            print(
+                "  %-34s %9d %9d\n" % ("total", sum(r[1] for r in rows), sum(r[2] for r in rows))
+            )
 
 
 if __name__ == "__main__":

@@ -88,13 +88,15 @@ class MQTTClient:
         self._s = Session(max_inflight, outbox_size, rx_size, tx_size, qos2_in)
         self._poller = None
         self._want_write = False
+        self._mask_r = compat.poll_mask(False)
+        self._mask_rw = compat.poll_mask(True)
         self._servers = self._server_list(server, port)
         self._srv = 0
         self._clean = True
         self._ever = False  # a connect() succeeded: reconnect may run
         self._fails = 0
-        self._next_try = 0
-        self._rng = (ticks_ms() ^ 0x5DEECE) & 0x3FFFFFFF or 1
+        self._next_try = ticks_ms()
+        self._rng = (ticks_diff(ticks_ms(), 0) ^ 0x5DEECE) & 0x3FFFFFFF or 1
         self._subs = []  # [filter bytes, qos] renewed after a reconnect without session
         self._granted = 0
         self._ack_pid = 0
@@ -154,7 +156,7 @@ class MQTTClient:
         if timeout is not None:
             self.timeout_ms = int(timeout * 1000)
         self._close()
-        err = None
+        err = Exception("no server")
         for _ in range(len(self._servers)):
             try:
                 sp = self._open(self._servers[self._srv])
@@ -505,10 +507,7 @@ class MQTTClient:
         due = s.ping_due_in(ticks_ms())
         if 0 <= due < wait_ms:
             wait_ms = due if due > 0 else 1
-        want = s.tx_len > 0
-        if want != self._want_write:
-            self._poller.modify(self.sock, compat.poll_mask(want))
-            self._want_write = want
+        self._interest(s.tx_len > 0)
         compat.wait_io(self._poller, wait_ms)
         s.tick(ticks_ms())
         self._write()
@@ -530,10 +529,15 @@ class MQTTClient:
         while not self._write():
             if ticks_diff(ticks_ms(), t0) >= timeout_ms:
                 raise OSError(_ETIMEDOUT)
-            if not self._want_write:
-                self._poller.modify(self.sock, compat.poll_mask(True))
-                self._want_write = True
+            self._interest(True)
             compat.wait_io(self._poller, 50)
+
+    def _interest(self, want_write):
+        # Poll for POLLOUT only while something waits to be written.
+        p = self._poller
+        if want_write != self._want_write and p is not None:
+            p.modify(self.sock, self._mask_rw if want_write else self._mask_r)
+            self._want_write = want_write
 
     def _read_dispatch(self):
         # Read what the socket has, handle every complete packet; returns events handled.

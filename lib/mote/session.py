@@ -127,7 +127,7 @@ class Session:
         self.tx_len = 0
         self._chunk = _C_NONE
         self._chunk_slot = 0
-        self._conn = b""
+        self._conn = bytearray()
         self._conn_due = False
         self._ctl = bytearray(tx_size)
         self._ctl_sent = 0
