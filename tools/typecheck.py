@@ -19,9 +19,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUBS = "micropython_esp32_stubs"
 STDLIB = "micropython_stdlib_stubs"
 DEFAULT = ["lib/mote", "lib/hal", "boards"]
-# lib/mote is not yet clean against the stubs (ticks values typed as _TicksMs, OSError
-# stored in a ProtocolError attribute, ssl attributes the ESP32 port lacks): check it by
-# hand with `python tools/typecheck.py lib/mote` until it is, then add it here.
 # Board files are loaded one at a time onto sys.path as `board`; checking them together
 # needs each to be its own module, which --explicit-package-bases gives by path.
 MYPY_FLAGS = [
