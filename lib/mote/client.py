@@ -543,7 +543,7 @@ class MQTTClient:
         # Read what the socket has, handle every complete packet; returns events handled.
         s = self._s
         handled = 0
-        while True:
+        for _ in range(8):  # bounded: a flood must not keep check_msg() from returning
             got = 0
             if s.rx_room:
                 # readinto has no offset: resuming after a partial packet slices the view
@@ -564,7 +564,8 @@ class MQTTClient:
             if s.tx_len:
                 self._write()
             if not got:
-                return handled
+                break
+        return handled
 
     def _dispatch(self, ev):
         s = self._s
