@@ -18,7 +18,7 @@ from mote.session import (
     NOT_CONNECTED,
     Session,
 )
-from mote.topic import validate_filter
+from mote.topic import validate_filter, validate_name
 
 _ETIMEDOUT = const(110)
 _ENOTCONN = const(107)
@@ -128,9 +128,7 @@ class MQTTClient:
     def set_last_will(self, topic, msg, retain=False, qos=0):
         if not 0 <= qos <= 2:
             raise ValueError("QoS must be 0, 1 or 2", qos)
-        if not topic:
-            raise ValueError("empty will topic", topic)
-        self.lw_topic = topic
+        self.lw_topic = validate_name(topic)
         self.lw_msg = msg
         self.lw_qos = qos
         self.lw_retain = retain

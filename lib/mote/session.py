@@ -51,6 +51,7 @@ from mote.codec import (
     ProtocolError,
 )
 from mote.compat import const, ticks_diff
+from mote.topic import name_error
 
 DISCONNECTED = const(0)
 CONNECTING = const(1)
@@ -575,8 +576,14 @@ class Session:
             self._compact(total)
             return 0
         codec.decode_body(buf, start + h, start + total, pkt)
-        self._rx_start = start + total
         t = pkt.type
+        if t == PUBLISH:
+            # MQTT-1.5.3-1: ill-formed UTF-8 in the topic closes the connection (the codec
+            # has checked wildcards and NUL). Checked in place: no allocation.
+            err = name_error(buf, pkt.topic_off, pkt.topic_len)
+            if err is not None:
+                raise ProtocolError(err, pkt.topic_len)
+        self._rx_start = start + total
         if t == CONNACK:
             return self._on_connack()
         if self.state != CONNECTED:
