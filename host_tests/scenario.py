@@ -63,3 +63,147 @@ def spawn(interp, code, params=None):
 def interp_param():
     """pytest.mark.parametrize over both interpreters."""
     return pytest.mark.parametrize("interp", INTERPRETERS)
+
+
+class Process:
+    """A scenario running in the background on interp: expect(text) waits for an output
+    line containing text, write_line() feeds its stdin, wait()/kill() end it, text() is
+    the output so far. Use as a context manager (kills it on exit)."""
+
+    def __init__(self, interp, code, params=None):
+        import queue
+        import threading
+
+        self.interp = interp
+        self.proc = spawn(interp, code, params)
+        self.output = []
+        self._q = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.output.append(line)
+            self._q.put(line)
+        self._q.put(None)
+
+    def expect(self, text, timeout=10.0):
+        """The first new line containing text; pytest.fail (with the output) if the
+        scenario ends or stays silent about it for timeout seconds."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self._q.get(timeout=max(left, 0.001))
+            except queue.Empty:
+                pytest.fail("%s: no %r in %.0f s:\n%s" % (self.interp, text, timeout, self.text()))
+            if line is None:
+                self._q.put(None)
+                pytest.fail("%s: ended before %r:\n%s" % (self.interp, text, self.text()))
+            if text in line:
+                return line
+
+    def write_line(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def text(self):
+        return "\n".join(self.output)
+
+    def wait(self, timeout=10.0):
+        """Wait for the exit; returns (returncode, whole output). Fails the test on timeout."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail("%s scenario hung:\n%s" % (self.interp, self.text()))
+        self._reader.join(5)
+        return rc, self.text()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._reader.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class Peer:
+    """A paho-mqtt 2.x client on the other side (started, connected and looping).
+    Received messages are (topic str, payload bytes, qos, retain) in self.inbox."""
+
+    def __init__(self, host, port, client_id="", clean_session=True, timeout=5.0):
+        import queue
+        import threading
+
+        import paho.mqtt.client as paho
+
+        self.inbox = queue.Queue()
+        self._acked = threading.Event()
+        self.c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
+        )
+        self.c.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload, m.qos, m.retain))
+        self.c.on_subscribe = lambda *a: self._acked.set()
+        self.c.on_unsubscribe = lambda *a: self._acked.set()
+        self.timeout = timeout
+        self.c.connect(host, port, keepalive=30)
+        self.c.loop_start()
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.c.is_connected():
+            if time.monotonic() > deadline:
+                raise TimeoutError("paho peer did not connect")
+            time.sleep(0.005)
+
+    def subscribe(self, topic, qos=2):
+        self._acked.clear()
+        self.c.subscribe(topic, qos)
+        if not self._acked.wait(self.timeout):
+            raise TimeoutError("no SUBACK for paho peer")
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        """Publish and wait until the broker has it (PUBACK/PUBCOMP for QoS 1/2)."""
+        info = self.c.publish(topic, payload, qos, retain)
+        info.wait_for_publish(self.timeout)
+        if not info.is_published():
+            raise TimeoutError("paho publish not completed")
+
+    def get(self, n, timeout=None):
+        """The next n messages, in arrival order (fewer if they do not come in time)."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        out = []
+        while len(out) < n:
+            try:
+                out.append(self.inbox.get(timeout=max(0.001, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return out
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

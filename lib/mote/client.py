@@ -11,7 +11,6 @@ from mote.session import (
     EV_DROPPED,
     EV_MESSAGE,
     EV_PINGRESP,
-    EV_PUBLISHED,
     EV_SUBACK,
     EV_UNSUBACK,
     NO_ROOM,
@@ -102,7 +101,7 @@ class MQTTClient:
         self._ack_pid = 0
         self._handled = 0
         self._depth = 0  # > 0 while a callback runs (callbacks may publish)
-        self._last_ev = 0
+        self._connack = False  # set by the CONNACK event of the attempt under way
         self._warned = False
         # message details for the callback, set before each call
         self.msg_qos = 0
@@ -208,7 +207,8 @@ class MQTTClient:
         )
         s.connect(ticks_ms())
         try:
-            self._wait_for(EV_CONNACK, self.timeout_ms)
+            self._connack = False
+            self._wait(lambda: self._connack, self.timeout_ms)
         except BaseException:
             self._close()
             raise
@@ -457,10 +457,6 @@ class MQTTClient:
                 raise OSError(_ENOTCONN)
             self._round(min(left, _WAIT_SLICE_MS))
 
-    def _wait_for(self, ev, timeout_ms):
-        self._last_ev = 0
-        self._wait(lambda: self._last_ev == ev, timeout_ms)
-
     # Receiving and keepalive ----------------------------------------------------------
 
     def check_msg(self):
@@ -567,7 +563,6 @@ class MQTTClient:
 
     def _dispatch(self, ev):
         s = self._s
-        self._last_ev = ev
         self._handled += 1
         if ev == EV_MESSAGE:
             self._n_recv += 1
@@ -588,8 +583,9 @@ class MQTTClient:
                         cb(bytes(t), bytes(m))
                 finally:
                     self._depth -= 1
-        elif ev == EV_PUBLISHED:
-            pass
+        elif ev == EV_CONNACK:
+            # Queued messages may follow in the same read: remember the CONNACK itself.
+            self._connack = True
         elif ev == EV_SUBACK:
             self._granted = s.rx_buf[s.pkt.codes_off]
             self._ack_pid = s.ack_pid
