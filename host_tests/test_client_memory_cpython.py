@@ -184,7 +184,7 @@ def memory_run(broker):
     if not mpclient.micropython_path():
         pytest.skip("no micropython binary")
     p = mpclient.broker_params(broker, cid="mem", topic="t/mem")
-    for attempt in range(2):
+    for _attempt in range(2):
         rc, out = scenario.run("micropython", MEMORY, p, timeout=30)
         assert rc == 0 and out.splitlines()[-1] == "DONE", out
         lines = out.splitlines()
