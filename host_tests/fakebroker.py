@@ -357,6 +357,8 @@ class Session:
             self.send(pubrec(p.pid))
         elif p.type == PUBREL:
             self.send(pubcomp(p.pid))
+        elif p.type == PUBREC:  # the client received our QoS 2 PUBLISH: release it
+            self.send(pubrel(p.pid))
         elif p.type == SUBSCRIBE:
             self.send(suback(p.pid, *[min(q, 2) for _, q in p.topics]))
         elif p.type == UNSUBSCRIBE:

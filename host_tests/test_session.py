@@ -525,3 +525,34 @@ def test_suback_unsuback_allocate_nothing():
 def test_keepalive_path_allocates_nothing():
     _setup()
     assert_no_alloc(_keepalive)
+
+
+def _q2(pid):
+    return bytes([0x34, 6, 0, 1, 0x74, pid >> 8, pid & 0xFF, 0x78])
+
+
+def test_full_qos2_table_with_a_persistent_session_defers_to_the_broker():
+    s = Session(qos2_in=2)
+    s.set_connect("p", False)
+    s.connect(0)
+    drain(s)
+    events(s, CONNACK_OK)
+    assert events(s, _q2(1) + _q2(2)) == [EV_MESSAGE, EV_MESSAGE]
+    assert events(s, _q2(3)) == []  # no room: not delivered, not acknowledged
+    assert drain(s) == hexb("50 02 0001 50 02 0002")
+    assert s.want_reconnect and s.deferred_in == 1 and s.in2_pending() == 2
+    events(s, hexb("62 02 0001 62 02 0002"))
+    assert s.in2_pending() == 0  # drained: the driver now reconnects
+    s.connection_lost()
+    assert not s.want_reconnect
+    s.connect(0)
+    drain(s)
+    events(s, hexb("20 02 01 00"))
+    assert events(s, _q2(3)) == [EV_MESSAGE]  # the broker sent it again
+
+
+def test_full_qos2_table_with_a_clean_session_evicts_and_delivers():
+    s = connected(qos2_in=2)
+    assert events(s, _q2(1) + _q2(2) + _q2(3)) == [EV_MESSAGE] * 3
+    assert drain(s) == hexb("50 02 0001 50 02 0002 50 02 0003")
+    assert not s.want_reconnect and s.in2_pending() == 2

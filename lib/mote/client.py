@@ -557,6 +557,10 @@ class MQTTClient:
                 ev = s.next_event()
             if s.tx_len:
                 self._write()
+            if s.want_reconnect and not s.in2_pending() and not s.tx_len:
+                # QoS 2 messages were left with the broker (table full): a new connection
+                # makes it send them again.
+                raise OSError(_ECONNRESET, "reconnecting to receive deferred QoS 2 messages")
             if not got:
                 break
         return handled
@@ -613,6 +617,7 @@ class MQTTClient:
             "retransmissions": s.resent,
             "oversize_dropped": s.dropped,
             "qos2_duplicates_suppressed": s.dup_in,
+            "qos2_deferred": s.deferred_in,
             "qos0_dropped_offline": self._n_q0_dropped,
             "published": self._n_sent,
             "received": self._n_recv,

@@ -33,6 +33,9 @@
 #   Slot states: Q1 (wait PUBACK), Q2_REC (wait PUBREC), Q2_COMP (wait PUBCOMP).
 #   Incoming QoS 2 (exactly once): a PUBLISH is delivered and its pid remembered in a
 #   fixed table until PUBREL; a PUBLISH whose pid is remembered is answered, not delivered.
+#   When the table is full, a persistent session leaves the PUBLISH unanswered with the
+#   broker and sets want_reconnect (the driver reconnects once in2_pending() is 0, and the
+#   broker sends it again); a clean session evicts the oldest id (nothing is ever resent).
 #   Keepalive: a PINGREQ goes out when nothing was sent or nothing received for
 #   keepalive_s; no PINGRESP within keepalive_s more gives EV_DEAD.
 #   Snapshot: save() writes outbox, packet-id counter and incoming QoS 2 ids to a caller's
@@ -154,6 +157,10 @@ class Session:
         self._unsub_pid = 0
         # incoming QoS 2 ids awaiting PUBREL (0 = empty)
         self._in2 = [0] * qos2_in
+        self._in2_used = 0
+        self._in2_rr = 0  # eviction cursor (clean sessions only)
+        self._clean = True
+        self.want_reconnect = False  # QoS 2 messages were deferred: see _on_publish
         # keepalive
         self._ping_out = False
         self._ping_at = 0
@@ -169,6 +176,7 @@ class Session:
         self.drop_len = 0
         self.dropped = 0  # oversize PUBLISH packets skipped
         self.dup_in = 0  # duplicate incoming QoS 2 PUBLISH packets not delivered again
+        self.deferred_in = 0  # QoS 2 PUBLISH packets left with the broker: table full
         self.resent = 0  # packets sent again after a reconnect
 
     # Connection life cycle ---------------------------------------------------------
@@ -202,6 +210,7 @@ class Session:
             password,
         )
         self._conn = buf
+        self._clean = bool(clean_session)
         self.keepalive_ms = keepalive_s * 1000
 
     def connect(self, now_ms):
@@ -243,6 +252,7 @@ class Session:
         self._sub_pid = self._unsub_pid = 0
         self._ping_out = False
         self._dead = False
+        self.want_reconnect = False
         self._txd = self._rxd = False
 
     # Outgoing messages -------------------------------------------------------------
@@ -686,6 +696,7 @@ class Session:
         if not pkt.session_present:
             for k in range(len(self._in2)):
                 self._in2[k] = 0  # the broker forgot its half of those flows
+            self._in2_used = 0
         n = self.max_inflight
         i = self._first
         for _ in range(self._count):
@@ -705,31 +716,52 @@ class Session:
         if pkt.qos == 1:
             self._queue_ack(PUBACK, pkt.pid)
         elif pkt.qos == 2:
+            r = self._remember_in2(pkt.pid)
+            if r < 0:
+                # The table is full (MQTT 3.1.1 has no receive maximum). A persistent
+                # session leaves the message with the broker: no PUBREC, no delivery; the
+                # driver reconnects once the table has drained and the broker sends it
+                # again. A clean session is never resent anything, so forgetting the
+                # oldest remembered id cannot cause a duplicate: evict one.
+                if not self._clean:
+                    self.deferred_in += 1
+                    self.want_reconnect = True
+                    return -1
+                self._in2[self._in2_rr] = 0
+                self._in2_used -= 1
+                r = self._remember_in2(pkt.pid)
             self._queue_ack(PUBREC, pkt.pid)
-            if not self._remember_in2(pkt.pid):
+            if not r:
                 self.dup_in += 1
                 return -1
         return EV_MESSAGE
 
+    def in2_pending(self):
+        """Incoming QoS 2 ids remembered until PUBREL."""
+        return self._in2_used
+
     def _remember_in2(self, pid):
-        # True when pid is new (deliver it); False when already remembered (a duplicate).
+        # 1: pid is new (deliver it); 0: already remembered (a duplicate); -1: table full.
         free = -1
         t = self._in2
         for k in range(len(t)):
             if t[k] == pid:
-                return False
+                return 0
             if not t[k] and free < 0:
                 free = k
         if free < 0:
-            raise ProtocolError("too many incoming QoS 2 messages awaiting PUBREL", pid)
+            return -1
         t[free] = pid
-        return True
+        self._in2_used += 1
+        self._in2_rr = free + 1 if free + 1 < len(t) else 0
+        return 1
 
     def _forget_in2(self, pid):
         t = self._in2
         for k in range(len(t)):
             if t[k] == pid:
                 t[k] = 0
+                self._in2_used -= 1
 
     # Snapshot ----------------------------------------------------------------------
     # MOTE, version, pid counter (2), slot count, in2 count, then per slot: state,
@@ -858,3 +890,4 @@ class Session:
         for k in range(nin):
             self._in2[k] = (buf[p] << 8) | buf[p + 1]
             p += 2
+        self._in2_used = nin
