@@ -38,5 +38,14 @@ bench-codec: $(VENV)/.test-stamp
 	$(PY) tools/bench_codec.py
 	$(MPY) tools/bench_codec.py
 
+$(VENV)/.bench-stamp: requirements/bench.txt $(VENV)/.test-stamp
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements/bench.txt
+	@touch $@
+
+# Offline: make bench BENCH_ARGS="--umqtt-src ../micropython-lib --mqtt-as-src ../micropython-mqtt"
+bench: $(VENV)/.bench-stamp
+	@sh tools/ensure_mosquitto.sh
+	$(PY) tools/bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build

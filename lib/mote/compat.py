@@ -121,6 +121,11 @@ def new_poller(sock):
 
     p = select.poll()
     p.register(sock, select.POLLIN)
+    if MICROPYTHON:
+        # ipoll() allocates its reusable result tuple on the first call: do that here, so
+        # the waits after connect() allocate nothing.
+        for _ in p.ipoll(0):
+            pass
     return p
 
 

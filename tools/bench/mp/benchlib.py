@@ -1,0 +1,41 @@
+# Benchmark helpers shared by the MicroPython-side scenario scripts (bsync.py, basync.py).
+# Runs on the MicroPython unix port only; the CPython orchestrator is tools/bench/run.py.
+import json
+import sys
+from time import ticks_diff, ticks_us
+
+# Same topic (16 bytes) and payload (32 bytes) for every client and scenario.
+TOPIC = b"mote/bench/topic"
+PAYLOAD = b"0123456789abcdef0123456789ABCDEF"
+HOST = "127.0.0.1"
+
+
+def args():
+    """The scenario's parameters: one JSON object, the last command-line argument."""
+    return json.loads(sys.argv[-1])
+
+
+def result(d):
+    """Hand one result object to the orchestrator (one line on stdout)."""
+    print("RESULT " + json.dumps(d))
+
+
+def ready(tag="READY"):
+    """Tell the orchestrator the client is subscribed and the flood may start."""
+    print(tag)
+
+
+def elapsed_us(t0):
+    return ticks_diff(ticks_us(), t0)
+
+
+def percentile(sorted_list, p):
+    if not sorted_list:
+        return None
+    i = (len(sorted_list) - 1) * p // 100
+    return sorted_list[i]
+
+
+def is_end(msg):
+    # The flood's last message starts with b"END" (payload of the same length).
+    return msg[0] == 69 and msg[1] == 78 and msg[2] == 68
