@@ -234,19 +234,30 @@ def publish_size(topic_len, payload_len, qos):
     return 1 + vbi_size(rl) + rl
 
 
-def encode_publish_header(buf, off, topic, payload_len, qos=0, retain=False, dup=False, pid=0):
-    """Everything of a PUBLISH but its payload, which the caller writes next (or sends
-    from its own object). topic: bytes-like (a str is encoded, allocating). Returns the
-    offset past the header. No allocation for bytes-like topics."""
-    if isinstance(topic, str):
-        topic = topic.encode()
+def check_topic_name(topic):
+    """Raise ValueError unless topic (bytes-like) may name a PUBLISH: 1..65535 bytes, no
+    wildcard, no NUL (MQTT-4.7.3-1, MQTT-3.3.2-2). No allocation."""
     tlen = len(topic)
     if not 0 < tlen <= _U16_MAX:
-        raise ValueError("topic length out of range", tlen)  # MQTT-4.7.3-1
+        raise ValueError("topic length out of range", tlen)
     for i in range(tlen):
         c = topic[i]
         if c == 0x23 or c == 0x2B or c == 0:
-            raise ValueError("wildcard or NUL in topic name", topic)  # MQTT-3.3.2-2
+            raise ValueError("wildcard or NUL in topic name", topic)
+
+
+def encode_publish_header(
+    buf, off, topic, payload_len, qos=0, retain=False, dup=False, pid=0, checked=False
+):
+    """Everything of a PUBLISH but its payload, which the caller writes next (or sends
+    from its own object). topic: bytes-like (a str is encoded, allocating); checked=True
+    skips check_topic_name (the caller has checked this very topic). Returns the offset
+    past the header. No allocation for bytes-like topics."""
+    if isinstance(topic, str):
+        topic = topic.encode()
+    if not checked:
+        check_topic_name(topic)
+    tlen = len(topic)
     _check_qos(qos)
     if qos:
         _check_pid(pid)
@@ -264,13 +275,13 @@ def encode_publish_header(buf, off, topic, payload_len, qos=0, retain=False, dup
     return off
 
 
-def encode_publish(buf, off, topic, msg, qos=0, retain=False, dup=False, pid=0):
+def encode_publish(buf, off, topic, msg, qos=0, retain=False, dup=False, pid=0, checked=False):
     """A whole PUBLISH (section 3.3). Returns the offset past it. No allocation for
     bytes-like topic and msg."""
     if isinstance(msg, str):
         msg = msg.encode()
     n = len(msg)
-    p = encode_publish_header(buf, off, topic, n, qos, retain, dup, pid)
+    p = encode_publish_header(buf, off, topic, n, qos, retain, dup, pid, checked)
     _room(buf, p, n)
     buf[p : p + n] = msg
     return p + n

@@ -137,6 +137,7 @@ class Session:
         self._ctl_sent = 0
         self._ctl_end = 0
         self._x_buf = None  # a large QoS 0 payload, sent from the caller's object
+        self._topic_ok = None  # the last bytes topic found valid
         self._x_at = 0
         self._rel = bytearray(4)
         # outbox
@@ -282,6 +283,12 @@ class Session:
             topic = topic.encode()
         if isinstance(msg, str):
             msg = msg.encode()
+        # The same bytes object as last time was checked then (bytes cannot change):
+        # publishing in a loop to one topic skips the per-byte scan.
+        if topic is not self._topic_ok:
+            codec.check_topic_name(topic)
+            if type(topic) is bytes:
+                self._topic_ok = topic
         mlen = len(msg)
         size = codec.publish_size(len(topic), mlen, qos)
         if not qos:
@@ -293,7 +300,7 @@ class Session:
                 if size > self._ctl_room():
                     return NO_ROOM
                 self._ctl_end = codec.encode_publish(
-                    self._ctl, self._ctl_end, topic, msg, 0, retain
+                    self._ctl, self._ctl_end, topic, msg, 0, retain, False, 0, True
                 )
             else:
                 hdr = size - mlen
@@ -302,7 +309,7 @@ class Session:
                 if hdr > self._ctl_room():
                     return NO_ROOM
                 self._ctl_end = codec.encode_publish_header(
-                    self._ctl, self._ctl_end, topic, mlen, 0, retain
+                    self._ctl, self._ctl_end, topic, mlen, 0, retain, False, 0, True
                 )
                 self._x_buf = msg
                 self._x_at = self._ctl_end
@@ -318,7 +325,7 @@ class Session:
         last = self._pid
         pid = self._next_pid()
         try:
-            codec.encode_publish(self._ob, off, topic, msg, qos, retain, False, pid)
+            codec.encode_publish(self._ob, off, topic, msg, qos, retain, False, pid, True)
         except ValueError:
             self._pid = last  # a refused message uses no packet id
             raise
