@@ -556,3 +556,12 @@ def test_full_qos2_table_with_a_clean_session_evicts_and_delivers():
     assert events(s, _q2(1) + _q2(2) + _q2(3)) == [EV_MESSAGE] * 3
     assert drain(s) == hexb("50 02 0001 50 02 0002 50 02 0003")
     assert not s.want_reconnect and s.in2_pending() == 2
+
+
+def test_publish_checks_each_new_topic_even_after_a_valid_one():
+    s = connected()
+    assert s.publish(b"ok/topic", b"x") == 0
+    assert raises(ValueError, s.publish, b"bad/#", b"x")
+    assert raises(ValueError, s.publish, bytearray(b"bad/+"), b"x", 1)
+    assert s.publish(b"ok/topic", b"y") == 0
+    assert s.pending() == 0
