@@ -47,5 +47,24 @@ bench: $(VENV)/.bench-stamp
 	@sh tools/ensure_mosquitto.sh
 	$(PY) tools/bench/run.py $(BENCH_ARGS)
 
+# make run [MQTT_HOST=127.0.0.1] [MQTT_PORT=1883] [INTERVAL=5]: the node on this PC
+run: $(VENV)/.test-stamp
+	$(PY) tools/run_host.py --host $(or $(MQTT_HOST),127.0.0.1) --port $(or $(MQTT_PORT),1883) --interval $(or $(INTERVAL),5)
+
+# make flash BOARD=esp32 PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-....bin
+flash: $(VENV)/.tools-stamp
+	$(PY) tools/flash.py --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)"
+
+# make deploy BOARD=esp32 PORT=/dev/ttyUSB0 [CONFIG=config.json]
+deploy: $(VENV)/.tools-stamp
+	$(PY) tools/deploy.py --board "$(BOARD)" --port "$(PORT)" --config "$(or $(CONFIG),config.json)"
+
+# make repl PORT=/dev/ttyUSB0 (Ctrl-] leaves)
+repl: $(VENV)/.tools-stamp
+	@test -n "$(PORT)" || { echo "repl: error: no serial port: make repl PORT=/dev/ttyUSB0"; exit 2; }
+	@test -e "$(PORT)" || { echo "repl: error: serial port $(PORT) does not exist (board plugged in? ls /dev/ttyUSB* /dev/ttyACM*)"; exit 2; }
+	@echo "repl: + $(VENV)/bin/mpremote connect $(PORT) repl   (Ctrl-] leaves)"
+	$(VENV)/bin/mpremote connect $(PORT) repl
+
 clean:
 	rm -rf $(VENV) build

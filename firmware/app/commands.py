@@ -1,0 +1,185 @@
+# app.commands: remote commands on <p>/<id>/cmd/<name>, answered on <p>/<id>/reply/<name>
+# (layer: firmware). The payload is either a JSON object {"id": ..., "arg": ...} or the
+# argument itself (plain text, or a JSON number/string). A command that carries an id is
+# executed once: a redelivered QoS 1 copy gets the same reply again without running twice.
+import json
+
+# Ids remembered for duplicate suppression; each entry keeps its reply (a few dozen bytes).
+_REMEMBER = 8
+_NAME_MAX = 32
+_ID_MAX = 64
+
+
+class CommandError(ValueError):
+    """A bad argument or an unknown command; args[0] is the reply's "error" text."""
+
+
+def parse(payload):
+    """(id, arg) from a command payload (bytes). id is None, a str or an int; arg is None
+    (empty payload), a str, a number, or a JSON value from the envelope's "arg". Raises
+    CommandError for a payload that is not UTF-8, broken JSON, or a bad envelope."""
+    try:
+        text = bytes(payload).decode()
+    except UnicodeError:
+        raise CommandError("payload is not UTF-8")
+    text = text.strip()
+    if not text:
+        return None, None
+    first = text[0]
+    if first == "{" or first == "[" or first == '"' or first == "-" or "0" <= first <= "9":
+        try:
+            v = json.loads(text)
+        except ValueError:
+            if first == "{" or first == "[" or first == '"':
+                raise CommandError("payload is not valid JSON")
+            return None, text  # e.g. "-x" or "12abc": plain text after all
+        if type(v) is dict:
+            for k in v:
+                if k != "id" and k != "arg":
+                    raise CommandError("unknown field in command object: " + str(k)[:_NAME_MAX])
+            cid = v.get("id")
+            if cid is not None and not (type(cid) is int or type(cid) is str):
+                raise CommandError("id must be a string or an integer")
+            if type(cid) is str and len(cid) > _ID_MAX:
+                raise CommandError("id too long")
+            return cid, v.get("arg")
+        if type(v) is list:
+            raise CommandError("expected an object, a number or text")
+        return None, v
+    return None, text
+
+
+def _as_int(arg, what):
+    if type(arg) is int:
+        return arg
+    if type(arg) is str:
+        try:
+            return int(arg.strip())
+        except ValueError:
+            pass
+    raise CommandError(what + " must be an integer")
+
+
+class Commands:
+    """The command table. node supplies what the commands act on: uptime_s(), read_now(),
+    set_interval(s), led (hal LED), info(), request_reboot(), change_config(dict),
+    config_view()."""
+
+    NAMES = ("ping", "read", "interval", "led", "info", "reboot", "config")
+
+    def __init__(self, node):
+        self.node = node
+        self._recent = []  # [key, reply bytes or None] oldest first, at most _REMEMBER
+        self.handled = 0
+        self.duplicates = 0
+        self.failed = 0
+
+    # --- duplicate suppression -------------------------------------------------------
+
+    def _key(self, name, cid):
+        return name + "/" + (str(cid) if type(cid) is str else "#" + str(cid))
+
+    def _find(self, key):
+        for e in self._recent:
+            if e[0] == key:
+                return e
+        return None
+
+    def _remember(self, key, reply):
+        if len(self._recent) >= _REMEMBER:
+            self._recent.pop(0)
+        self._recent.append([key, reply])
+
+    def recent_keys(self):
+        """The remembered command keys (saved across a reboot or deep sleep)."""
+        return [e[0] for e in self._recent]
+
+    def restore_keys(self, keys):
+        """Remember keys from before a reboot: their commands count as already executed."""
+        for k in keys[-_REMEMBER:]:
+            if type(k) is str and not self._find(k):
+                self._remember(k, None)
+
+    # --- dispatch --------------------------------------------------------------------
+
+    def handle(self, name, payload):
+        """Run command name with payload (bytes). Returns the reply as JSON bytes; never
+        raises for a bad command or argument (those get {"ok": false, "error": ...})."""
+        cid = None
+        try:
+            if len(name) > _NAME_MAX:
+                raise CommandError("command name too long")
+            cid, arg = parse(payload)
+            if cid is not None:
+                seen = self._find(self._key(name, cid))
+                if seen:
+                    self.duplicates += 1
+                    if seen[1] is not None:
+                        return seen[1]
+                    return self._encode({"ok": True, "duplicate": True}, cid)
+            fn = getattr(self, "_cmd_" + name, None) if name in self.NAMES else None
+            if fn is None:
+                raise CommandError("unknown command: " + name)
+            reply = fn(arg)
+            reply["ok"] = True
+        except ValueError as e:  # CommandError and the validators' ValueErrors
+            self.failed += 1
+            reply = {"ok": False, "error": str(e.args[0]) if e.args else "bad argument"}
+        self.handled += 1
+        out = self._encode(reply, cid)
+        if cid is not None:
+            self._remember(self._key(name, cid), out)
+        return out
+
+    def _encode(self, reply, cid):
+        if cid is not None:
+            reply["id"] = cid
+        return json.dumps(reply).encode()
+
+    # --- the commands ----------------------------------------------------------------
+
+    def _cmd_ping(self, arg):
+        return {"pong": True, "uptime_s": self.node.uptime_s()}
+
+    def _cmd_read(self, arg):
+        reading = self.node.read_now()
+        return {"seq": reading["seq"], "reading": reading}
+
+    def _cmd_interval(self, arg):
+        if arg is None:
+            return {"interval_s": self.node.interval_s}
+        s = _as_int(arg, "interval")
+        if not 1 <= s <= 86400:
+            raise CommandError("interval must be 1..86400 seconds")
+        self.node.set_interval(s)
+        return {"interval_s": s}
+
+    def _cmd_led(self, arg):
+        led = self.node.led
+        if arg is not None:
+            if type(arg) is not str:
+                raise CommandError("led takes on, off or toggle")
+            a = arg.strip().lower()
+            if a == "on":
+                led.on()
+            elif a == "off":
+                led.off()
+            elif a == "toggle":
+                led.toggle()
+            else:
+                raise CommandError("led takes on, off or toggle")
+        return {"led": "on" if led.value() else "off"}
+
+    def _cmd_info(self, arg):
+        return self.node.info()
+
+    def _cmd_reboot(self, arg):
+        self.node.request_reboot()
+        return {"rebooting": True}
+
+    def _cmd_config(self, arg):
+        if arg is None:
+            return {"config": self.node.config_view()}
+        if type(arg) is not dict:
+            raise CommandError('config takes an object, e.g. {"interval_s": 30}')
+        return self.node.change_config(arg)

@@ -1,0 +1,72 @@
+# app.ha: Home Assistant MQTT discovery (layer: firmware). One retained config message
+# per reading field and one for the LED switch, under <ha_prefix>/<component>/<node>/...,
+# so the node shows up in Home Assistant with no configuration there. Payloads use Home
+# Assistant's documented abbreviations and a "~" base topic to stay small: the client's
+# packet buffer is fixed at construction.
+import json
+
+# field -> (name, unit, device_class, diagnostic). Fields not listed get no entity.
+FIELDS = {
+    "temperature_c": ("Temperature", "°C", "temperature", False),
+    "humidity_pct": ("Humidity", "%", "humidity", False),
+    "pressure_hpa": ("Pressure", "hPa", "atmospheric_pressure", False),
+    "rssi": ("Signal", "dBm", "signal_strength", True),
+    "uptime_s": ("Uptime", "s", "duration", True),
+}
+
+
+def node_key(prefix, device_id):
+    """The node's id in Home Assistant topics and unique ids (letters, digits, _ only)."""
+    s = prefix + "_" + device_id
+    return "".join(c if c.isalpha() or c.isdigit() else "_" for c in s)
+
+
+def _device(key, device_id, board, version):
+    return {"ids": [key], "name": "mote " + device_id, "mdl": board, "sw": version, "mf": "mote"}
+
+
+def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True):
+    """The discovery messages as a list of (topic bytes, payload bytes); publish each retained.
+    fields: the reading's keys (only those in FIELDS become sensors)."""
+    key = node_key(prefix, device_id)
+    base = prefix + "/" + device_id
+    dev = _device(key, device_id, board, version)
+    out = []
+    for f in fields:
+        meta = FIELDS.get(f)
+        if meta is None:
+            continue
+        cfg = {
+            "~": base,
+            "name": meta[0],
+            "uniq_id": key + "_" + f,
+            "stat_t": "~/telemetry",
+            "val_tpl": "{{ value_json." + f + " }}",
+            "unit_of_meas": meta[1],
+            "dev_cla": meta[2],
+            "stat_cla": "measurement",
+            "avty_t": "~/status",
+            "dev": dev,
+        }
+        if meta[3]:
+            cfg["ent_cat"] = "diagnostic"
+        topic = ha_prefix + "/sensor/" + key + "/" + f + "/config"
+        out.append((topic.encode(), json.dumps(cfg).encode()))
+    if has_led:
+        cfg = {
+            "~": base,
+            "name": "LED",
+            "uniq_id": key + "_led",
+            "cmd_t": "~/cmd/led",
+            "stat_t": "~/reply/led",
+            "val_tpl": "{{ value_json.led }}",
+            "pl_on": "on",
+            "pl_off": "off",
+            "stat_on": "on",
+            "stat_off": "off",
+            "avty_t": "~/status",
+            "dev": dev,
+        }
+        topic = ha_prefix + "/switch/" + key + "/led/config"
+        out.append((topic.encode(), json.dumps(cfg).encode()))
+    return out

@@ -1,0 +1,117 @@
+# app.offline: readings kept while the link is down (layer: firmware). A ring of records
+# in one bytearray sized in bytes at construction: pushing into a full ring drops the
+# oldest records first and counts them; records come out oldest first.
+#
+# Record layout: u16 payload length, u32 sample time (node seconds), payload bytes. A
+# record may wrap around the end of the buffer.
+
+_HDR = 6
+
+
+class Ring:
+    def __init__(self, capacity_bytes):
+        """A ring of capacity_bytes (allocated here, once). capacity 0 keeps nothing."""
+        self.capacity = capacity_bytes
+        self._buf = bytearray(capacity_bytes)
+        self._head = 0  # offset of the oldest record
+        self.used = 0  # bytes in use, headers included
+        self.count = 0  # records held
+        self.dropped = 0  # records lost: pushed out by newer ones, or too big to keep
+
+    def __len__(self):
+        return self.count
+
+    def _put(self, off, data):
+        cap = self.capacity
+        n = len(data)
+        first = min(n, cap - off)
+        self._buf[off : off + first] = data[:first] if first < n else data
+        if first < n:
+            self._buf[0 : n - first] = data[first:]
+
+    def _get(self, off, n):
+        cap = self.capacity
+        if off + n <= cap:
+            return bytes(self._buf[off : off + n])
+        return bytes(self._buf[off:cap]) + bytes(self._buf[0 : n - (cap - off)])
+
+    def _hdr(self, off):
+        h = self._get(off, _HDR)
+        return (h[0] << 8) | h[1], (h[2] << 24) | (h[3] << 16) | (h[4] << 8) | h[5]
+
+    def push(self, t_s, payload):
+        """Keep payload (bytes) sampled at node time t_s (seconds). Drops the oldest
+        records until it fits; a payload that can never fit is dropped and counted.
+        Returns the number of records dropped by this call."""
+        need = _HDR + len(payload)
+        if need > self.capacity or len(payload) > 0xFFFF:
+            self.dropped += 1
+            return 1
+        lost = 0
+        while self.capacity - self.used < need:
+            self.pop()
+            lost += 1
+        self.dropped += lost
+        off = (self._head + self.used) % self.capacity
+        n = len(payload)
+        t_s &= 0xFFFFFFFF
+        hdr = bytes(
+            (n >> 8, n & 0xFF, t_s >> 24, (t_s >> 16) & 0xFF, (t_s >> 8) & 0xFF, t_s & 0xFF)
+        )
+        self._put(off, hdr)
+        self._put((off + _HDR) % self.capacity, payload)
+        self.used += need
+        self.count += 1
+        return lost
+
+    def peek(self):
+        """(t_s, payload bytes) of the oldest record, or None when empty. Allocates."""
+        if not self.count:
+            return None
+        n, t_s = self._hdr(self._head)
+        return t_s, self._get((self._head + _HDR) % self.capacity, n)
+
+    def pop(self):
+        """Forget the oldest record (after it was delivered)."""
+        if not self.count:
+            return
+        n, _ = self._hdr(self._head)
+        self._head = (self._head + _HDR + n) % self.capacity
+        self.used -= _HDR + n
+        self.count -= 1
+        if not self.count:
+            self._head = 0
+            self.used = 0
+
+    def to_bytes(self):
+        """The records, oldest first, as one bytes object (for RTC memory), prefixed with
+        the dropped count (u32)."""
+        d = self.dropped & 0xFFFFFFFF
+        out = bytearray((d >> 24, (d >> 16) & 0xFF, (d >> 8) & 0xFF, d & 0xFF))
+        if self.used:
+            out += self._get(self._head, self.used)
+        return bytes(out)
+
+    def load(self, data):
+        """Refill from to_bytes() output (possibly from a larger ring: the newest records
+        that fit are kept, the rest counted as dropped). Raises ValueError on bad data."""
+        if len(data) < 4:
+            raise ValueError("ring data too short", len(data))
+        self._head = self.used = self.count = 0
+        self.dropped = (data[0] << 24) | (data[1] << 16) | (data[2] << 8) | data[3]
+        off = 4
+        while off < len(data):
+            if off + _HDR > len(data):
+                raise ValueError("ring data truncated", off)
+            n = (data[off] << 8) | data[off + 1]
+            t_s = (
+                (data[off + 2] << 24)
+                | (data[off + 3] << 16)
+                | (data[off + 4] << 8)
+                | data[off + 5]
+            )
+            end = off + _HDR + n
+            if end > len(data):
+                raise ValueError("ring data truncated", off)
+            self.push(t_s, data[off + _HDR : end])
+            off = end

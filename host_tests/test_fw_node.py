@@ -1,0 +1,287 @@
+# firmware/app/node.py on fakes: connect and announce, telemetry at the interval, commands
+# answered, offline queueing in order, WiFi loss, reboot, the broad catch, deep sleep.
+import json
+
+import test_fw_fakes as fx  # first: it puts firmware/ on sys.path
+
+# isort: split
+from support import raises
+
+
+def _tele(client):
+    return [json.loads(p[1]) for p in client.on("/telemetry")]
+
+
+def test_first_step_connects_announces_and_subscribes():
+    node, client, hw, clock = fx.make_node(interval_s=5)
+    node.start()
+    node.step()
+    assert client.connects == 1 and client.clean is False
+    assert client.will == ("mote/deadbeef/status", b"offline", True, 1)
+    assert client.subs == [("mote/deadbeef/cmd/+", 1)]
+    assert client.published[0] == ("mote/deadbeef/status", b"online", True, 1)
+    assert hw.system.wdt == 30000 and hw.system.feeds == 1
+
+
+def test_home_assistant_discovery_is_retained_and_can_be_switched_off():
+    node, client, hw, clock = fx.make_node()
+    node.step()
+    disc = [p for p in client.published if p[0].startswith("homeassistant/")]
+    assert len(disc) == 5  # temperature, humidity, rssi, uptime and the LED switch
+    assert all(p[2] is True for p in disc)
+    topics = [p[0] for p in disc]
+    assert "homeassistant/switch/mote_deadbeef/led/config" in topics
+    node, client, hw, clock = fx.make_node(ha_discovery=False)
+    node.step()
+    assert not [p for p in client.published if p[0].startswith("homeassistant/")]
+
+
+def test_telemetry_every_interval_with_increasing_seq():
+    node, client, hw, clock = fx.make_node(interval_s=5)
+    node.start()
+    fx.run_for(node, clock, 20_000)
+    t = _tele(client)
+    assert [r["seq"] for r in t] == [1, 2, 3, 4]
+    assert [r["uptime_s"] for r in t] == [0, 5, 10, 15]
+    assert t[0]["temperature_c"] == 21.5 and t[0]["rssi"] == -61
+    assert all(p[3] == 1 and p[2] is False for p in client.on("/telemetry"))
+
+
+def test_telemetry_qos_follows_config():
+    node, client, hw, clock = fx.make_node(qos=0)
+    node.step()
+    assert client.on("/telemetry")[0][3] == 0
+
+
+def test_sensor_error_is_reported_in_the_reading():
+    hw = fx.FakeHW()
+    hw.sensors[0].fail = fx.FakeSensorError("sim: CRC mismatch")
+    node, client, hw, clock = fx.make_node(hw=hw)
+    node.step()
+    r = _tele(client)[0]
+    assert r["error"] == "sim: CRC mismatch" and r["seq"] == 1
+
+
+def test_commands_are_answered_on_reply_topics():
+    node, client, hw, clock = fx.make_node(interval_s=60)
+    node.step()
+    client.inject("mote/deadbeef/cmd/ping", b"")
+    client.inject("mote/deadbeef/cmd/led", b"on")
+    client.inject("mote/deadbeef/cmd/nope", b"")
+    client.inject("mote/other/cmd/ping", b"")
+    client.inject("mote/deadbeef/cmd/interval", b"bad")
+    node.step()
+    assert json.loads(client.on("/reply/ping")[0][1])["ok"] is True
+    assert json.loads(client.on("/reply/led")[0][1]) == {"ok": True, "led": "on"}
+    assert json.loads(client.on("/reply/nope")[0][1])["ok"] is False
+    assert json.loads(client.on("/reply/interval")[0][1])["ok"] is False
+    assert len([p for p in client.published if "/reply/" in p[0]]) == 4
+    assert client.on("/reply/ping")[0][3] == 1
+
+
+def test_read_command_publishes_telemetry_now():
+    node, client, hw, clock = fx.make_node(interval_s=60)
+    node.step()
+    client.inject("mote/deadbeef/cmd/read", b"")
+    node.step()
+    assert [r["seq"] for r in _tele(client)] == [1, 2]
+
+
+def test_interval_command_reschedules():
+    node, client, hw, clock = fx.make_node(interval_s=60)
+    node.step()
+    client.inject("mote/deadbeef/cmd/interval", b"2")
+    fx.run_for(node, clock, 7_000)
+    assert len(_tele(client)) == 4  # at 0, then 2, 4, 6 s
+
+
+def test_too_many_commands_at_once_are_dropped_and_counted():
+    node, client, hw, clock = fx.make_node()
+    node.step()
+    for _ in range(12):
+        client.inject("mote/deadbeef/cmd/ping", b"")
+    node.step()
+    assert len(client.on("/reply/ping")) == 8 and node.cmds_dropped == 4
+
+
+def test_broker_down_queues_readings_and_sends_them_in_order_with_age():
+    node, client, hw, clock = fx.make_node(interval_s=1)
+    node.start()
+    fx.run_for(node, clock, 2_500)
+    client.broker_up = False
+    fx.run_for(node, clock, 5_000)
+    assert len(node.ring) >= 4
+    client.broker_up = True
+    fx.run_for(node, clock, 3_000)
+    t = _tele(client)
+    seqs = [r["seq"] for r in t]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs
+    assert len(seqs) >= 10
+    late = [r for r in t if "age_s" in r]
+    assert len(late) >= 4 and all(r["age_s"] >= 1 for r in late)
+    # the broker's will said offline; the node says online again after reconnecting
+    assert len([p for p in client.on("/status") if p[1] == b"online"]) == 2
+    assert len(node.ring) == 0
+
+
+def test_offline_ring_drops_oldest_when_full():
+    node, client, hw, clock = fx.make_node(interval_s=1, offline_bytes=600)
+    node.step()
+    client.broker_up = False
+    fx.run_for(node, clock, 30_000)
+    assert node.ring.dropped > 0
+    client.broker_up = True
+    fx.run_for(node, clock, 3_000)
+    seqs = [r["seq"] for r in _tele(client)]
+    assert seqs == sorted(seqs) and seqs[0] == 1
+    assert seqs[1] > 2  # the oldest queued ones were dropped
+    assert json.loads(node.commands.handle("info", b""))["dropped"] == node.ring.dropped
+
+
+def test_first_connect_failing_backs_off_and_retries():
+    client = fx.FakeClient()
+    client.broker_up = False
+    node, client, hw, clock = fx.make_node(client=client, interval_s=1)
+    fx.run_for(node, clock, 4_000)
+    assert client.connects == 0 and len(node.ring) == 4
+    assert node._backoff_ms > 1000
+    client.broker_up = True
+    fx.run_for(node, clock, 10_000)
+    assert client.connects == 1
+    seqs = [r["seq"] for r in _tele(client)]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_wifi_outage_leaves_the_client_alone_and_queues():
+    node, client, hw, clock = fx.make_node(interval_s=1)
+    node.step()
+    hw.network.connected = False
+    checks = client.connects
+    fx.run_for(node, clock, 5_000)
+    assert client.connects == checks
+    assert len(node.ring) >= 4
+    assert hw.network.ups >= 2  # retried, with backoff
+    hw.network.connected = True
+    fx.run_for(node, clock, 3_000)
+    seqs = [r["seq"] for r in _tele(client)]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 7
+
+
+def test_reboot_command_says_offline_then_resets():
+    node, client, hw, clock = fx.make_node()
+    node.start()
+    node.step()
+    client.inject("mote/deadbeef/cmd/reboot", b'{"id": 3}')
+    raises(fx.FakeReboot, node.run)
+    assert json.loads(client.on("/reply/reboot")[0][1])["ok"] is True
+    assert client.published[-1] == ("mote/deadbeef/status", b"offline", True, 1)
+    assert client.disconnects == 1
+    # the command id survives the reboot: a redelivery is not executed again
+    node2, client2, _, _ = fx.make_node(hw=hw)
+    node2.start()
+    assert node2.seq == node.seq
+    r = json.loads(node2.commands.handle("reboot", b'{"id": 3}'))
+    assert r["duplicate"] is True and not node2._reboot
+
+
+def test_main_loop_logs_and_carries_on_after_any_error():
+    node, client, hw, clock = fx.make_node(interval_s=1)
+    passes = [0]
+
+    def sleep(ms):
+        clock.advance(ms)
+        passes[0] += 1
+        if passes[0] == 3:
+            client.check_error = RuntimeError("boom")
+        if passes[0] > 200:
+            raise fx.StopLoop()
+
+    node._sleep = sleep
+    raises(fx.StopLoop, node.run)
+    assert node.loop_errors == 1
+    assert len(_tele(client)) >= 3
+
+
+def test_seq_continues_after_a_reboot():
+    node, client, hw, clock = fx.make_node(interval_s=1)
+    node.start()
+    fx.run_for(node, clock, 3_500)
+    node2, client2, _, clock2 = fx.make_node(hw=hw, interval_s=1)
+    node2.start()
+    node2.step()
+    assert _tele(client2)[0]["seq"] == node.seq + 1
+    assert _tele(client2)[0]["uptime_s"] == 0
+
+
+def test_deep_sleep_cycle_publishes_then_sleeps():
+    client = fx.FakeClient()
+    client.session = b"SESSION"
+    node, client, hw, clock = fx.make_node(client=client, sleep="deep", interval_s=30)
+    node.start()
+    e = raises(fx.FakeDeepSleep, node.run)
+    assert e.ms == 30_000
+    t = _tele(client)
+    assert len(t) == 1 and t[0]["seq"] == 1
+    assert client.on("/telemetry")[0][3] == 1  # QoS 1 in deep-sleep mode
+    assert client.disconnects == 1 and hw.network.downs == 1
+    assert hw.system.rtc.startswith(b"MOTE1") and hw.system.rtc.endswith(b"SESSION")
+    # next wake: seq and node time continue, the session is handed back to the client
+    client2 = fx.FakeClient()
+    node2, client2, _, _ = fx.make_node(hw=hw, client=client2, sleep="deep", interval_s=30)
+    node2.start()
+    raises(fx.FakeDeepSleep, node2.run)
+    assert client2.restored == b"SESSION"
+    r = _tele(client2)[0]
+    assert r["seq"] == 2 and r["uptime_s"] == 30
+    assert not [p for p in client2.published if p[0].startswith("homeassistant/")]
+
+
+def test_deep_sleep_without_wifi_keeps_the_reading_for_the_next_wake():
+    hw = fx.FakeHW()
+    hw.network.connected = False
+    node, client, hw, clock = fx.make_node(hw=hw, sleep="deep", interval_s=10)
+    node.start()
+    raises(fx.FakeDeepSleep, node.run)
+    assert client.published == []
+    hw.network.connected = True
+    node2, client2, _, _ = fx.make_node(hw=hw, sleep="deep", interval_s=10)
+    node2.start()
+    raises(fx.FakeDeepSleep, node2.run)
+    t = _tele(client2)
+    assert [r["seq"] for r in t] == [1, 2]
+    assert t[0]["age_s"] == 10
+
+
+def test_deep_sleep_answers_queued_commands_before_sleeping():
+    client = fx.FakeClient()
+    client.inject("mote/deadbeef/cmd/interval", b"120")
+    node, client, hw, clock = fx.make_node(client=client, sleep="deep", interval_s=30)
+    node.start()
+    e = raises(fx.FakeDeepSleep, node.run)
+    assert json.loads(client.on("/reply/interval")[0][1])["ok"] is True
+    assert e.ms == 120_000
+
+
+def test_config_problems_are_reported_retained_and_cleared_when_fixed():
+    node, client, hw, clock = fx.make_node(bogus=1)
+    node.step()
+    err = client.on("/error")
+    assert err[0][2] is True and "bogus: unknown setting" in json.loads(err[0][1])["error"]
+    node, client, hw, clock = fx.make_node()
+    node.step()
+    assert client.on("/error") == [("mote/deadbeef/error", b"", True, 1)]
+
+
+def test_main_reports_an_unusable_config_and_returns_instead_of_crash_looping():
+    import sys
+
+    from app import node as node_mod
+
+    board_dir = fx.ROOT + "/boards/host"
+    if board_dir not in sys.path:
+        sys.path.append(board_dir)
+    path = fx.TMP + "/mote_fw_main_bad.json"
+    with open(path, "w") as f:
+        f.write('{"wifi": {"ssid": "x", "password": "hunter2"}}')
+    assert node_mod.main(path) is None
+    assert node_mod.main(fx.TMP + "/mote_fw_no_such_config.json") is None

