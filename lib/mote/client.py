@@ -608,6 +608,7 @@ class MQTTClient:
     def stats(self):
         """Counters in one dict (allocates)."""
         s = self._s
+        host, port = self._servers[self._srv]
         return {
             "connected": self.is_connected(),
             "reconnects": self._n_reconnects,
@@ -624,7 +625,7 @@ class MQTTClient:
             "outbox_pending": s.pending(),
             "outbox_bytes_free": s.outbox_free(),
             "ping_rtt_ms": self._rtt_ms,
-            "server": self._servers[self._srv][0],
+            "server": "%s:%d" % (host, port or (8883 if self.ssl else 1883)),
         }
 
     def save_session(self, buf):
