@@ -100,29 +100,35 @@ def _env(env):
     return e
 
 
+def run_command(cmd, env=None, timeout=30.0):
+    """Run cmd from the repository root; returns (returncode, output) with stderr merged
+    into stdout. Raises TimeoutError (with the output so far) after killing it."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise TimeoutError(
+            "%s killed after %.1f s; output:\n%s"
+            % (os.path.basename(cmd[0]), timeout, out.decode("utf-8", "replace"))
+        )
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
 def run_micropython(code_or_path, env=None, timeout=30.0, params=None, heapsize=HEAPSIZE):
     """Run code (or a .py file) on the unix port; returns (returncode, output) with stderr
     merged into stdout. Raises TimeoutError (with the output so far) after killing it."""
     script = _script(code_or_path, params)
     try:
-        proc = subprocess.Popen(
-            _command(script, heapsize),
-            cwd=ROOT,
-            env=_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            raise TimeoutError(
-                "micropython killed after %.1f s; output:\n%s"
-                % (timeout, out.decode("utf-8", "replace"))
-            )
-        return proc.returncode, out.decode("utf-8", "replace")
+        return run_command(_command(script, heapsize), env, timeout)
     finally:
         os.unlink(script)
 

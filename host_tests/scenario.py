@@ -1,6 +1,7 @@
 # Run one client scenario on either interpreter (CPython-only helper for broker tests).
 # The scenario is Python source that runs unchanged on CPython and the MicroPython unix
 # port, with lib/ and host_tests/ on sys.path and a PARAMS dict; it reports by printing.
+import os
 import subprocess
 import sys
 
@@ -24,25 +25,10 @@ def run(interp, code, params=None, timeout=60.0):
     the output so far after timeout seconds."""
     script = mpclient._script(code, params)
     try:
-        proc = subprocess.Popen(
-            command(interp, script),
-            cwd=mpclient.ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            pytest.fail(
-                "%s scenario hung (killed after %.0f s):\n%s" % (interp, timeout, out.decode())
-            )
-        return proc.returncode, out.decode("utf-8", "replace")
+        return mpclient.run_command(command(interp, script), None, timeout)
+    except TimeoutError as e:
+        pytest.fail("%s scenario hung: %s" % (interp, e))
     finally:
-        import os
-
         os.unlink(script)
 
 
