@@ -163,7 +163,7 @@ def test_bench_report_covers_every_scenario_and_target(tmp_path):
     assert "no QoS 2" in text
     assert "timed out" in text  # failures are reported, not hidden
     assert (
-        "| QoS 0 publish ≥ 2× umqtt.simple | 1/2 | **missed** | mote makes 1 system call" in text
+        "| QoS 0 publish ≥ 2× umqtt.simple | 1/2 | **missed** | mote sets TCP_NODELAY" in text
     )
 
 

@@ -36,3 +36,18 @@ def test_publish_subscribe_round_trip_qos_0_1_2(interp, broker):
     got = sorted(x for x in lines if x.startswith("GOT"))
     assert got == ["GOT rt/%s/x m%d" % (interp, q) for q in range(3)]
     assert lines[-1] == "DONE"
+
+
+def test_nodelay_is_on_by_default_and_can_be_turned_off(broker):
+    import socket
+
+    from mote import MQTTClient
+
+    for nodelay, want in ((True, 1), (False, 0)):
+        c = MQTTClient(b"nodelay-%d" % want, "127.0.0.1", broker.port, nodelay=nodelay)
+        c.connect()
+        try:
+            assert bool(c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) == bool(want)
+            assert c.publish(b"nd/x", b"y", qos=1) > 0 and c.flush(3000) == 0
+        finally:
+            c.disconnect()

@@ -35,7 +35,8 @@ class MQTTClient:
     outstanding), reconnect (after a first connect), rx_size (largest packet received),
     tx_size, outbox_size (bytes for unacknowledged QoS 1/2 packets), qos2_in, zero_copy
     (callback gets memoryviews valid during the call), timeout_ms (connect attempt and
-    blocking waits), backoff_ms and backoff_max_ms (reconnect delays).
+    blocking waits), backoff_ms and backoff_max_ms (reconnect delays), nodelay (TCP_NODELAY:
+    lowest latency; False lets TCP coalesce bursts of QoS 0 publishes).
     server may also be a list of hosts or (host, port) pairs, tried in order (failover).
     All buffers are allocated here."""
 
@@ -62,6 +63,7 @@ class MQTTClient:
         timeout_ms=10000,
         backoff_ms=500,
         backoff_max_ms=30000,
+        nodelay=True,
     ):
         if not 0 <= keepalive <= 65535:
             raise ValueError("keepalive out of range", keepalive)
@@ -84,6 +86,7 @@ class MQTTClient:
         self._reconnect = reconnect
         self._backoff_ms = backoff_ms
         self._backoff_max_ms = backoff_max_ms
+        self._nodelay = nodelay
         self._s = Session(max_inflight, outbox_size, rx_size, tx_size, qos2_in)
         self._poller = None
         self._want_write = False
@@ -183,7 +186,8 @@ class MQTTClient:
         try:
             sock.settimeout(self.timeout_ms / 1000)
             sock.connect(addr)
-            compat.set_nodelay(sock)
+            if self._nodelay:
+                compat.set_nodelay(sock)
             if tls:
                 sock = self._tls(sock, host)
             sock.setblocking(False)

@@ -42,6 +42,7 @@ VARIANTS = {
     "mote": {"client": "mote", "max_inflight": 8},
     "mote inflight=1": {"client": "mote", "max_inflight": 1},
     "mote zero-copy": {"client": "mote", "max_inflight": 8, "zero_copy": True},
+    "mote nodelay=False": {"client": "mote", "max_inflight": 8, "mote_nodelay": False},
     "umqtt.simple": {"client": "umqtt.simple"},
     "umqtt.simple+NODELAY": {"client": "umqtt.simple", "nodelay": 1},
     "umqtt.robust": {"client": "umqtt.robust"},
@@ -53,13 +54,21 @@ VARIANTS = {
 SCENARIOS = {
     "pub_q0": (
         "1. QoS 0 publish",
-        ["mote", "umqtt.simple", "umqtt.simple+NODELAY", "umqtt.robust", "mqtt_as"],
+        [
+            "mote",
+            "mote nodelay=False",
+            "umqtt.simple",
+            "umqtt.simple+NODELAY",
+            "umqtt.robust",
+            "mqtt_as",
+        ],
     ),
     "pub_q1": (
         "2. QoS 1 publish",
         [
             "mote",
             "mote inflight=1",
+            "mote nodelay=False",
             "umqtt.simple",
             "umqtt.simple+NODELAY",
             "umqtt.robust",

@@ -38,6 +38,8 @@ def construct(cls, cfg, suffix=""):
             kw["max_inflight"] = cfg["max_inflight"]
         if cfg.get("zero_copy"):
             kw[MOTE_ZERO_COPY_KW] = True
+        if "mote_nodelay" in cfg:
+            kw["nodelay"] = cfg["mote_nodelay"]
         return cls(cid, HOST, cfg["port"], keepalive=60, **kw)
     return cls(cid, HOST, cfg["port"], keepalive=60)
 
