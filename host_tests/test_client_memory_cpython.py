@@ -137,10 +137,10 @@ def one_round():
     k.check_msg()
     time.sleep_ms(1050)
     locked("check_msg() sending PINGREQ (keepalive)", k_check)
-    expect(k._s._ping_out, "keepalive PINGREQ sent")
+    expect(k._s.ping_out, "keepalive PINGREQ sent")
     arrived(plk)
     locked("check_msg() handling PINGRESP (keepalive)", k_check)
-    expect(not k._s._ping_out, "keepalive PINGRESP handled")
+    expect(not k._s.ping_out, "keepalive PINGRESP handled")
 
 measuring = False
 one_round()

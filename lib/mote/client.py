@@ -359,7 +359,7 @@ class MQTTClient:
                 else:
                     self._write()
                 s.tick(ticks_ms())
-                if s._ping_out and not self._depth:
+                if s.ping_out and not self._depth:
                     self._read_dispatch()  # a PINGRESP must not wait for check_msg()
             except (OSError, ProtocolError) as e:
                 self._lost(e)
@@ -404,7 +404,7 @@ class MQTTClient:
         s = self._s
         pid = s.subscribe([(t, qos)])
         if pid < 0:
-            self._wait(lambda: s._sub_pid == 0, self.timeout_ms)
+            self._wait(lambda: not s.sub_pending(), self.timeout_ms)
             pid = s.subscribe([(t, qos)])
         self._ack_pid = 0
         self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
@@ -435,7 +435,7 @@ class MQTTClient:
         s = self._s
         pid = s.unsubscribe([t])
         if pid < 0:
-            self._wait(lambda: s._unsub_pid == 0, self.timeout_ms)
+            self._wait(lambda: not s.sub_pending(False), self.timeout_ms)
             pid = s.unsubscribe([t])
         self._ack_pid = 0
         self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
@@ -600,7 +600,7 @@ class MQTTClient:
         elif ev == EV_UNSUBACK:
             self._ack_pid = s.ack_pid
         elif ev == EV_PINGRESP:
-            self._rtt_ms = ticks_diff(ticks_ms(), s._ping_at)
+            self._rtt_ms = ticks_diff(ticks_ms(), s.ping_at)
         elif ev == EV_DEAD:
             raise OSError(_ETIMEDOUT, "keepalive: no PINGRESP")
         elif ev == EV_DROPPED:

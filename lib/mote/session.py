@@ -163,8 +163,8 @@ class Session:
         self._clean = True
         self.want_reconnect = False  # QoS 2 messages were deferred: see _on_publish
         # keepalive
-        self._ping_out = False
-        self._ping_at = 0
+        self.ping_out = False  # a PINGREQ awaits its PINGRESP
+        self.ping_at = 0  # now_ms when it was queued
         self._last_tx = 0
         self._last_rx = 0
         self._txd = False
@@ -251,7 +251,7 @@ class Session:
         for i in range(self.max_inflight):
             self._s_send[i] = 0
         self._sub_pid = self._unsub_pid = 0
-        self._ping_out = False
+        self.ping_out = False
         self._dead = False
         self.want_reconnect = False
         self._txd = self._rxd = False
@@ -415,14 +415,18 @@ class Session:
         self._kick()
         return pid
 
+    def sub_pending(self, sub=True):
+        """True while a SUBSCRIBE (sub=True) or UNSUBSCRIBE awaits its acknowledgement."""
+        return bool(self._sub_pid if sub else self._unsub_pid)
+
     def ping(self, now_ms):
         """Queue a PINGREQ now (keepalive does this by itself). False if no room."""
         if self.state != CONNECTED or self._ctl_room() < 2:
             return False
         self._ctl_end = codec.encode_pingreq(self._ctl, self._ctl_end)
-        if not self._ping_out:
-            self._ping_out = True
-            self._ping_at = now_ms
+        if not self.ping_out:
+            self.ping_out = True
+            self.ping_at = now_ms
         self._kick()
         return True
 
@@ -439,8 +443,8 @@ class Session:
         ka = self.keepalive_ms
         if self.state != CONNECTED or not ka:
             return
-        if self._ping_out:
-            if ticks_diff(now_ms, self._ping_at) >= ka:
+        if self.ping_out:
+            if ticks_diff(now_ms, self.ping_at) >= ka:
                 self._dead = True
                 self.state = ERROR
         elif ticks_diff(now_ms, self._last_tx) >= ka or ticks_diff(now_ms, self._last_rx) >= ka:
@@ -452,8 +456,8 @@ class Session:
         ka = self.keepalive_ms
         if self.state != CONNECTED or not ka:
             return -1
-        if self._ping_out:
-            return max(0, ka - ticks_diff(now_ms, self._ping_at))
+        if self.ping_out:
+            return max(0, ka - ticks_diff(now_ms, self.ping_at))
         idle = max(ticks_diff(now_ms, self._last_tx), ticks_diff(now_ms, self._last_rx))
         return max(0, ka - idle)
 
@@ -639,7 +643,7 @@ class Session:
             self.ack_pid = pkt.pid
             return EV_SUBACK if t == SUBACK else EV_UNSUBACK
         # PINGRESP (decode_body has rejected every other type)
-        self._ping_out = False
+        self.ping_out = False
         return EV_PINGRESP
 
     def _compact(self, need):
