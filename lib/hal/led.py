@@ -2,7 +2,34 @@
 # Layer: lib/hal. `machine` and `neopixel` are imported by the constructors only.
 
 
-class PinLED:
+class LED:
+    """on/off/toggle/value over one _set(lit) a subclass writes; value() is True when lit,
+    whatever the polarity. This base alone is the LED of a board without one: it
+    remembers its state and lights nothing."""
+
+    def __init__(self):
+        self._lit = False
+
+    def _set(self, lit):
+        self._lit = lit
+
+    def on(self):
+        self._set(True)
+
+    def off(self):
+        self._set(False)
+
+    def toggle(self):
+        self._set(not self._lit)
+
+    def value(self):
+        return self._lit
+
+
+NullLED = LED
+
+
+class PinLED(LED):
     """An LED on a GPIO; active_low for one wired to 3.3 V (lit when the pin is 0)."""
 
     def __init__(self, pin, active_low=False):
@@ -16,21 +43,8 @@ class PinLED:
         self._lit = lit
         self._pin.value(0 if lit == self._active_low else 1)
 
-    def on(self):
-        self._set(True)
 
-    def off(self):
-        self._set(False)
-
-    def toggle(self):
-        self._set(not self._lit)
-
-    def value(self):
-        """True when lit, whatever the polarity."""
-        return self._lit
-
-
-class NeoPixelLED:
+class NeoPixelLED(LED):
     """Pixel 0 of a WS2812 strip (the RGB LED of the S3 and C6 DevKits); color is the
     (r, g, b) used for "on", dim by default: full white draws 60 mA and dazzles."""
 
@@ -41,43 +55,9 @@ class NeoPixelLED:
         self._np = neopixel.NeoPixel(machine.Pin(pin, machine.Pin.OUT), 1)
         self._color = (int(color[0]), int(color[1]), int(color[2]))
         self._off = (0, 0, 0)
-        self._lit = False
-        self._show()
+        self._set(False)
 
-    def _show(self):
-        self._np[0] = self._color if self._lit else self._off
+    def _set(self, lit):
+        self._lit = lit
+        self._np[0] = self._color if lit else self._off
         self._np.write()
-
-    def on(self):
-        self._lit = True
-        self._show()
-
-    def off(self):
-        self._lit = False
-        self._show()
-
-    def toggle(self):
-        self._lit = not self._lit
-        self._show()
-
-    def value(self):
-        return self._lit
-
-
-class NullLED:
-    """The LED of a board without one: remembers its state, lights nothing."""
-
-    def __init__(self):
-        self._lit = False
-
-    def on(self):
-        self._lit = True
-
-    def off(self):
-        self._lit = False
-
-    def toggle(self):
-        self._lit = not self._lit
-
-    def value(self):
-        return self._lit

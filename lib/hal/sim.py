@@ -7,6 +7,7 @@ import math
 import os
 
 from hal.errors import DeepSleep, NetworkError, Reboot, SensorError
+from hal.led import LED
 from mote.compat import const, sleep_ms, ticks_diff, ticks_ms
 
 _ETIMEDOUT = const(110)
@@ -182,7 +183,7 @@ class SimSensor:
         return dict(self._last)
 
 
-class SimLED:
+class SimLED(LED):
     """Records its state: value(), and changes (how many times it was switched)."""
 
     def __init__(self):
@@ -193,18 +194,6 @@ class SimLED:
         if lit != self._lit:
             self.changes += 1
         self._lit = lit
-
-    def on(self):
-        self._set(True)
-
-    def off(self):
-        self._set(False)
-
-    def toggle(self):
-        self._set(not self._lit)
-
-    def value(self):
-        return self._lit
 
 
 class SimSystem:
