@@ -6,7 +6,8 @@ import gc
 import sys
 from time import ticks_us
 
-from benchlib import HOST, PAYLOAD, TOPIC, args, elapsed_us, is_end, percentile, ready, result
+import benchlib
+from benchlib import HOST, PAYLOAD, TOPIC, args, elapsed_us, percentile, ready, result
 
 
 class _NoCollect:
@@ -21,31 +22,14 @@ class _NoCollect:
         return gc.mem_free()
 
 
-class Counter:
+class Counter(benchlib.Counter):
+    # mqtt_as calls back with a third argument, and a waiting task may need waking.
     def __init__(self):
-        self.n = 0
-        self.end = False
-        self.t_first = 0
-        self.t_last = 0
-        self.marks = [0, 0, 0, 0]
-        self.mark_at = (-1, -1, -1, -1)
+        super().__init__()
         self.event = None
 
     def cb(self, topic, msg, retained):
-        if is_end(msg):
-            self.end = True
-            return
-        self.n += 1
-        if self.n == 1:
-            self.t_first = ticks_us()
-        self.t_last = ticks_us()
-        n = self.n
-        if n == self.mark_at[0]:
-            self.marks[0] = gc.mem_alloc()
-        elif n == self.mark_at[1]:
-            self.marks[1] = gc.mem_alloc()
-        elif n == self.mark_at[2]:
-            self.marks[2] = gc.mem_alloc()
+        self.count(msg)
         if self.event is not None:
             self.event.set()
 

@@ -1,5 +1,6 @@
 # Benchmark helpers shared by the MicroPython-side scenario scripts (bsync.py, basync.py).
 # Runs on the MicroPython unix port only; the CPython orchestrator is tools/bench/run.py.
+import gc
 import json
 import sys
 from time import ticks_diff, ticks_us
@@ -39,3 +40,35 @@ def percentile(sorted_list, p):
 def is_end(msg):
     # The flood's last message starts with b"END" (payload of the same length).
     return msg[0] == 69 and msg[1] == 78 and msg[2] == 68
+
+
+class Counter:
+    """Counts received messages until the end marker: first/last arrival times, and
+    gc.mem_alloc() when the count reaches each of mark_at."""
+
+    def __init__(self):
+        self.n = 0
+        self.end = False
+        self.t_first = 0
+        self.t_last = 0
+        self.marks = [0, 0, 0, 0]
+        self.mark_at = (-1, -1, -1, -1)
+
+    def count(self, msg):
+        if is_end(msg):
+            self.end = True
+            return
+        self.n += 1
+        if self.n == 1:
+            self.t_first = ticks_us()
+        self.t_last = ticks_us()
+        n = self.n
+        if n == self.mark_at[0]:
+            self.marks[0] = gc.mem_alloc()
+        elif n == self.mark_at[1]:
+            self.marks[1] = gc.mem_alloc()
+        elif n == self.mark_at[2]:
+            self.marks[2] = gc.mem_alloc()
+
+    def cb(self, topic, msg):
+        self.count(msg)

@@ -5,7 +5,17 @@ import gc
 import sys
 from time import ticks_us
 
-from benchlib import HOST, PAYLOAD, TOPIC, args, elapsed_us, is_end, percentile, ready, result
+from benchlib import (
+    HOST,
+    PAYLOAD,
+    TOPIC,
+    Counter,
+    args,
+    elapsed_us,
+    percentile,
+    ready,
+    result,
+)
 
 # mote's constructor options that are not part of umqtt's API, kept in this one place.
 # The zero-copy flag's name is not fixed yet: change MOTE_ZERO_COPY_KW when it is.
@@ -64,32 +74,6 @@ def close(c):
         c.disconnect()
     except OSError:
         pass
-
-
-class Counter:
-    def __init__(self):
-        self.n = 0
-        self.end = False
-        self.t_first = 0
-        self.t_last = 0
-        self.marks = [0, 0, 0, 0]
-        self.mark_at = (-1, -1, -1, -1)
-
-    def cb(self, topic, msg):
-        if is_end(msg):
-            self.end = True
-            return
-        self.n += 1
-        if self.n == 1:
-            self.t_first = ticks_us()
-        self.t_last = ticks_us()
-        n = self.n
-        if n == self.mark_at[0]:
-            self.marks[0] = gc.mem_alloc()
-        elif n == self.mark_at[1]:
-            self.marks[1] = gc.mem_alloc()
-        elif n == self.mark_at[2]:
-            self.marks[2] = gc.mem_alloc()
 
 
 def new_client(cfg, cb=None, suffix=""):
