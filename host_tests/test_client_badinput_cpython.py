@@ -249,10 +249,10 @@ def test_more_incoming_qos2_in_flight_than_qos2_in_are_all_received_once(
     interp, fake_broker_factory
 ):
     # MQTT 3.1.1 gives a client no way to bound the broker's in-flight window (Receive
-    # Maximum is MQTT 5). 33 QoS 2 messages, one more than the default qos2_in=32, arrive at
-    # once on a persistent session: the 33rd is left unanswered with the broker, the client
-    # reconnects once the first 32 are released, and the broker sends it again (DUP).
-    n = 33
+    # Maximum is MQTT 5). 17 QoS 2 messages, one more than the default qos2_in=16, arrive at
+    # once on a persistent session: the 17th is left unanswered with the broker, the client
+    # reconnects once the first 16 are released, and the broker sends it again (DUP).
+    n = 17
     flood = b"".join(fb.publish(b"t", b"%d" % i, qos=2, pid=i) for i in range(1, n + 1))
     again = fb.publish(b"t", b"%d" % n, qos=2, pid=n, dup=True)
     fake = fake_broker_factory(
@@ -275,7 +275,8 @@ def test_a_clean_session_takes_more_incoming_qos2_than_qos2_in_in_one_connection
     interp, fake_broker_factory
 ):
     # With a clean session the broker never resends, so the oldest remembered id can be
-    # forgotten safely: all 33 are delivered and answered on the one connection.
+    # forgotten safely: all 33 (twice the default qos2_in=16, and one) are delivered and
+    # answered on the one connection.
     n = 33
     flood = b"".join(fb.publish(b"t", b"%d" % i, qos=2, pid=i) for i in range(1, n + 1))
     fake = fake_broker_factory(

