@@ -19,6 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUBS = "micropython_esp32_stubs"
 STDLIB = "micropython_stdlib_stubs"
 DEFAULT = ["lib/mote", "lib/hal", "boards"]
+# compat's CPython half never runs on a board: the stubs do not describe its stdlib.
+CPYTHON_ONLY = ("compat_cpython.py",)
 # Board files are loaded one at a time onto sys.path as `board`; checking them together
 # needs each to be its own module, which --explicit-package-bases gives by path.
 MYPY_FLAGS = [
@@ -94,7 +96,11 @@ def main():
         files = []
         if os.path.isdir(target):
             for dirpath, _, names in os.walk(target):
-                files += [os.path.join(dirpath, n) for n in sorted(names) if n.endswith(".py")]
+                files += [
+                    os.path.join(dirpath, n)
+                    for n in sorted(names)
+                    if n.endswith(".py") and n not in CPYTHON_ONLY
+                ]
         else:
             files.append(target)
         if path == "boards":
