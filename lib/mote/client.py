@@ -24,6 +24,8 @@ _ENOTCONN = const(107)
 _ECONNRESET = const(104)
 _ENOBUFS = const(105)
 _WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
+_POLL_R = const(1)  # select.POLLIN: the same on MicroPython's ports and on CPython
+_POLL_RW = const(5)  # POLLIN | POLLOUT (4)
 # Counters in MQTTClient._n, in the order mote.stats reads them.
 _N_RECONNECTS = const(0)
 _N_CONN_FAIL = const(1)
@@ -98,8 +100,6 @@ class MQTTClient:
         self._s = Session(max_inflight, outbox_size, rx_size, tx_size, qos2_in)
         self._poller = None
         self._want_write = False
-        self._mask_r = compat.poll_mask(False)
-        self._mask_rw = compat.poll_mask(True)
         self._servers = []  # (host, port) pairs, tried in turn (failover)
         for item in server if isinstance(server, (list, tuple)) else [server]:
             if isinstance(item, (list, tuple)):
@@ -516,7 +516,7 @@ class MQTTClient:
         # Poll for POLLOUT only while something waits to be written.
         p = self._poller
         if want_write != self._want_write and p is not None:
-            p.modify(self.sock, self._mask_rw if want_write else self._mask_r)
+            p.modify(self.sock, _POLL_RW if want_write else _POLL_R)
             self._want_write = want_write
 
     def _read_dispatch(self):

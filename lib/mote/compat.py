@@ -87,9 +87,3 @@ def new_poller(sock):
         for _ in p.ipoll(0):
             pass
     return p
-
-
-def poll_mask(want_write):
-    import select
-
-    return select.POLLIN | select.POLLOUT if want_write else select.POLLIN
