@@ -1,5 +1,17 @@
 # codec: golden packets, seeded round trips, length boundaries, truncation, corruption,
 # and the allocation check of every outgoing packet type.
+from mqttconst import (
+    CONNACK,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBREC,
+    PUBREL,
+    UNSUBACK,
+)
+
 from mote import codec
 from mote.codec import Packet, ProtocolError, decode
 from support import Rng, assert_no_alloc, hexb, raises
@@ -33,18 +45,18 @@ def test_publish_qos0_and_qos1_golden():
 
 
 def test_acks_golden():
-    assert enc(codec.encode_ack, codec.PUBACK, 7) == hexb("40 02 0007")
-    assert enc(codec.encode_ack, codec.PUBREC, 0xFFFF) == hexb("50 02 ffff")
-    assert enc(codec.encode_ack, codec.PUBREL, 7) == hexb("62 02 0007")
-    assert enc(codec.encode_ack, codec.PUBCOMP, 258) == hexb("70 02 0102")
+    assert enc(codec.encode_ack, PUBACK, 7) == hexb("40 02 0007")
+    assert enc(codec.encode_ack, PUBREC, 0xFFFF) == hexb("50 02 ffff")
+    assert enc(codec.encode_ack, PUBREL, 7) == hexb("62 02 0007")
+    assert enc(codec.encode_ack, PUBCOMP, 258) == hexb("70 02 0102")
 
 
 def test_subscribe_unsubscribe_ping_disconnect_golden():
     got = enc(codec.encode_subscribe, 10, [(b"a/+", 1), ("#", 2)])
     assert got == hexb("82 0c 000a 0003 612f2b 01 0001 23 02")
     assert enc(codec.encode_subscribe, 11, [b"a/+"], True) == hexb("a2 07 000b 0003 612f2b")
-    assert enc(codec.encode_empty, codec.PINGREQ) == hexb("c0 00")
-    assert enc(codec.encode_empty, codec.DISCONNECT) == hexb("e0 00")
+    assert enc(codec.encode_empty, PINGREQ) == hexb("c0 00")
+    assert enc(codec.encode_empty, DISCONNECT) == hexb("e0 00")
 
 
 def test_sizes_match_encoders():
@@ -62,14 +74,14 @@ def test_sizes_match_encoders():
 def test_decode_server_packets_golden():
     p = Packet()
     assert decode(hexb("20 02 01 00"), 0, 4, p) == 4
-    assert p.type == codec.CONNACK and p.session_present and p.rc == 0
+    assert p.type == CONNACK and p.session_present and p.rc == 0
     assert decode(hexb("20 02 00 05"), 0, 4, p) == 4 and p.rc == 5 and not p.session_present
     data = hexb("90 05 000a 01 80 02")
     assert decode(data, 0, len(data), p) == 7
     assert p.pid == 10 and bytes(data[p.codes_off : p.codes_off + p.codes_len]) == b"\x01\x80\x02"
-    assert decode(hexb("b0 02 000b"), 0, 4, p) == 4 and p.type == codec.UNSUBACK and p.pid == 11
-    assert decode(hexb("d0 00"), 0, 2, p) == 2 and p.type == codec.PINGRESP
-    assert decode(hexb("62 02 0009"), 0, 4, p) == 4 and p.type == codec.PUBREL and p.pid == 9
+    assert decode(hexb("b0 02 000b"), 0, 4, p) == 4 and p.type == UNSUBACK and p.pid == 11
+    assert decode(hexb("d0 00"), 0, 2, p) == 2 and p.type == PINGRESP
+    assert decode(hexb("62 02 0009"), 0, 4, p) == 4 and p.type == PUBREL and p.pid == 9
 
 
 def test_decode_publish_fields_are_offsets():
@@ -106,12 +118,12 @@ def test_publish_round_trip_seeded():
 def test_ack_round_trip_including_pid_65535():
     p = Packet()
     buf = bytearray(4)
-    for t in (codec.PUBACK, codec.PUBREC, codec.PUBREL, codec.PUBCOMP):
+    for t in (PUBACK, PUBREC, PUBREL, PUBCOMP):
         for pid in (1, 255, 256, 65535):
             assert codec.encode_ack(buf, 0, t, pid) == 4
             assert decode(buf, 0, 4, p) == 4 and p.type == t and p.pid == pid
-    assert raises(ValueError, codec.encode_ack, buf, 0, codec.PUBACK, 0)
-    assert raises(ValueError, codec.encode_ack, buf, 0, codec.PUBACK, 65536)
+    assert raises(ValueError, codec.encode_ack, buf, 0, PUBACK, 0)
+    assert raises(ValueError, codec.encode_ack, buf, 0, PUBACK, 65536)
 
 
 def test_remaining_length_boundaries():
@@ -224,7 +236,7 @@ def test_encoder_rejects_bad_arguments():
     assert raises(ValueError, codec.encode_subscribe, buf, 0, 1, [(b"a", 3)])
     assert raises(ValueError, codec.encode_subscribe, buf, 0, 1, [], True)
     assert raises(ValueError, codec.encode_subscribe, buf, 0, 1, [b""], True)
-    assert raises(ValueError, codec.encode_empty, buf, 63, codec.PINGREQ)
+    assert raises(ValueError, codec.encode_empty, buf, 63, PINGREQ)
 
 
 def test_dup_bit_marks_a_retransmission():
@@ -249,12 +261,12 @@ def _encode_all():
     q1 = off
     off = codec.encode_publish(b, off, _TOPIC, _MSG, 1, True, False, 65535)
     off = codec.encode_publish(b, off, _TOPIC, _MSG, 2, False, True, 2)
-    off = codec.encode_ack(b, off, codec.PUBACK, 1)
-    off = codec.encode_ack(b, off, codec.PUBREC, 2)
-    off = codec.encode_ack(b, off, codec.PUBREL, 3)
-    off = codec.encode_ack(b, off, codec.PUBCOMP, 4)
-    off = codec.encode_empty(b, off, codec.PINGREQ)
-    off = codec.encode_empty(b, off, codec.DISCONNECT)
+    off = codec.encode_ack(b, off, PUBACK, 1)
+    off = codec.encode_ack(b, off, PUBREC, 2)
+    off = codec.encode_ack(b, off, PUBREL, 3)
+    off = codec.encode_ack(b, off, PUBCOMP, 4)
+    off = codec.encode_empty(b, off, PINGREQ)
+    off = codec.encode_empty(b, off, DISCONNECT)
     b[q1] |= 0x08
     return off
 

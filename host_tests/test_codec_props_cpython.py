@@ -10,17 +10,15 @@
 import os
 import random
 
+import mqttconst
 import pytest
 import spec_decoder
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
-from spec_decoder import SpecError
-from test_session import feed
-
-from mote import codec
-from mote.codec import Packet, ProtocolError
-from mote.session import (
+from mqttconst import (
+    CONNACK,
     CONNECTED,
+    DISCONNECT,
     ERROR,
     EV_CONNACK,
     EV_DROPPED,
@@ -29,8 +27,21 @@ from mote.session import (
     EV_PUBLISHED,
     EV_SUBACK,
     EV_UNSUBACK,
-    Session,
+    PINGREQ,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    UNSUBACK,
 )
+from spec_decoder import SpecError
+from test_session import feed
+
+from mote import codec
+from mote.codec import Packet, ProtocolError
+from mote.session import Session
 
 settings.register_profile(
     "mote-props",
@@ -79,7 +90,7 @@ def std_connack(session_present, rc):
 
 
 def std_ack(ptype, pid):
-    return bytes((ptype << 4 | (2 if ptype == codec.PUBREL else 0), 2)) + u16(pid)
+    return bytes((ptype << 4 | (2 if ptype == PUBREL else 0), 2)) + u16(pid)
 
 
 def std_suback(pid, codes):
@@ -120,20 +131,20 @@ def check_packet(pkt, start, n):
     end = start + n
     assert 2 <= pkt.hdr_len <= 5 and pkt.hdr_len + pkt.rem_len == n
     body = start + pkt.hdr_len
-    if pkt.type == codec.PUBLISH:
+    if pkt.type == PUBLISH:
         assert pkt.topic_off == body + 2 and pkt.topic_len >= 1
         assert pkt.topic_off + pkt.topic_len + (2 if pkt.qos else 0) == pkt.payload_off
         assert pkt.payload_len >= 0 and pkt.payload_off + pkt.payload_len == end
         assert pkt.qos in (0, 1, 2)
         assert (1 <= pkt.pid <= 65535) if pkt.qos else pkt.pid == 0
-    elif pkt.type == codec.SUBACK:
+    elif pkt.type == SUBACK:
         assert pkt.codes_off == body + 2 and pkt.codes_len >= 1
         assert pkt.codes_off + pkt.codes_len == end
         assert 1 <= pkt.pid <= 65535
-    elif pkt.type in (codec.PUBACK, codec.PUBREC, codec.PUBREL, codec.PUBCOMP, codec.UNSUBACK):
+    elif pkt.type in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
         assert 1 <= pkt.pid <= 65535 and n == 4
     else:
-        assert pkt.type in (codec.CONNACK, codec.PINGRESP)
+        assert pkt.type in (CONNACK, mqttconst.PINGRESP)
 
 
 def decode_one(data):
@@ -251,7 +262,7 @@ def server_packets(draw, max_payload=40):
             draw(pids) if qos else 0,
         )
     if kind == "ACK":
-        t = draw(st.sampled_from((codec.PUBACK, codec.PUBREC, codec.PUBREL, codec.PUBCOMP)))
+        t = draw(st.sampled_from((PUBACK, PUBREC, PUBREL, PUBCOMP)))
         return std_ack(t, draw(pids))
     if kind == "CONNACK":
         rc = draw(st.integers(0, 5))
@@ -261,7 +272,7 @@ def server_packets(draw, max_payload=40):
             draw(pids), draw(st.lists(st.sampled_from(SUBACK_CODES), min_size=1, max_size=8))
         )
     if kind == "UNSUBACK":
-        return std_ack(codec.UNSUBACK, draw(pids))
+        return std_ack(UNSUBACK, draw(pids))
     return PINGRESP
 
 
@@ -310,7 +321,7 @@ def test_publish_round_trips_through_decode_and_spec_decoder(p):
     assert data == std_publish(tb, p["payload"], *args)
 
     got, pkt, g = decode_one(data)
-    assert got == n and pkt.type == codec.PUBLISH and pkt.rem_len == rl
+    assert got == n and pkt.type == PUBLISH and pkt.rem_len == rl
     assert pkt.hdr_len == 1 + len(vbi(rl))
     assert bytes(g[pkt.topic_off : pkt.topic_off + pkt.topic_len]) == tb
     assert bytes(g[pkt.payload_off : pkt.payload_off + pkt.payload_len]) == p["payload"]
@@ -347,10 +358,10 @@ def test_publish_encodes_at_an_offset_without_touching_other_bytes(p, off):
 
 
 ACKS = (
-    ("PUBACK", codec.PUBACK, 0x40),
-    ("PUBREC", codec.PUBREC, 0x50),
-    ("PUBREL", codec.PUBREL, 0x62),
-    ("PUBCOMP", codec.PUBCOMP, 0x70),
+    ("PUBACK", PUBACK, 0x40),
+    ("PUBREC", PUBREC, 0x50),
+    ("PUBREL", PUBREL, 0x62),
+    ("PUBCOMP", PUBCOMP, 0x70),
 )
 
 
@@ -386,7 +397,7 @@ def test_connack_decodes_session_present_and_return_code(sp, rc):
             spec_decoder.decode(data)
         return
     n, pkt, _ = decode_one(data)
-    assert (n, pkt.type, pkt.session_present, pkt.rc) == (4, codec.CONNACK, sp, rc)
+    assert (n, pkt.type, pkt.session_present, pkt.rc) == (4, CONNACK, sp, rc)
     spkt, used = spec_decoder.decode(data)
     assert (used, spkt["session_present"], spkt["return_code"]) == (4, sp, rc)
 
@@ -396,7 +407,7 @@ def test_connack_decodes_session_present_and_return_code(sp, rc):
 def test_suback_decodes_one_to_many_return_codes(pid, codes):
     data = std_suback(pid, codes)
     n, pkt, g = decode_one(data)
-    assert (n, pkt.type, pkt.pid, pkt.rem_len) == (len(data), codec.SUBACK, pid, 2 + len(codes))
+    assert (n, pkt.type, pkt.pid, pkt.rem_len) == (len(data), SUBACK, pid, 2 + len(codes))
     assert list(g[pkt.codes_off : pkt.codes_off + pkt.codes_len]) == codes
     spkt, used = spec_decoder.decode(data)
     assert (used, spkt["pid"], spkt["return_codes"]) == (len(data), pid, codes)
@@ -405,10 +416,10 @@ def test_suback_decodes_one_to_many_return_codes(pid, codes):
 @PROPS
 @given(pids)
 def test_unsuback_and_pingresp_decode(pid):
-    n, pkt, _ = decode_one(std_ack(codec.UNSUBACK, pid))
-    assert (n, pkt.type, pkt.pid) == (4, codec.UNSUBACK, pid)
+    n, pkt, _ = decode_one(std_ack(UNSUBACK, pid))
+    assert (n, pkt.type, pkt.pid) == (4, UNSUBACK, pid)
     n, pkt, _ = decode_one(PINGRESP)
-    assert (n, pkt.type, pkt.rem_len) == (2, codec.PINGRESP, 0)
+    assert (n, pkt.type, pkt.rem_len) == (2, mqttconst.PINGRESP, 0)
     assert spec_decoder.decode(PINGRESP) == ({"type": "PINGRESP", "flags": 0}, 2)
 
 
@@ -544,7 +555,7 @@ def test_subscribe_crossing_the_two_byte_remaining_length():
 
 @pytest.mark.parametrize(
     "ptype,want,name",
-    [(codec.PINGREQ, "c0 00", "PINGREQ"), (codec.DISCONNECT, "e0 00", "DISCONNECT")],
+    [(PINGREQ, "c0 00", "PINGREQ"), (DISCONNECT, "e0 00", "DISCONNECT")],
 )
 def test_pingreq_and_disconnect_match_spec_decoder(ptype, want, name):
     buf = bytearray(2)
@@ -609,7 +620,7 @@ def known_difference(c, s):
 
 def same_fields(pkt, g, spkt):
     t = spkt["type"]
-    assert codec.__dict__[t] == pkt.type and spkt["flags"] == pkt.flags
+    assert getattr(mqttconst, t) == pkt.type and spkt["flags"] == pkt.flags
     if t == "PUBLISH":
         topic = bytes(g[pkt.topic_off : pkt.topic_off + pkt.topic_len]).decode()
         payload = bytes(g[pkt.payload_off : pkt.payload_off + pkt.payload_len])
@@ -771,12 +782,12 @@ def server_streams(draw):
     rx = draw(st.sampled_from((32, 64, 256)))
     # (packet bytes, events, message or None)
     script = [
-        (std_ack(codec.PUBACK, 1), [EV_PUBLISHED], None),
-        (std_ack(codec.PUBREC, 2), [], None),
-        (std_ack(codec.PUBCOMP, 2), [EV_PUBLISHED], None),
+        (std_ack(PUBACK, 1), [EV_PUBLISHED], None),
+        (std_ack(PUBREC, 2), [], None),
+        (std_ack(PUBCOMP, 2), [EV_PUBLISHED], None),
     ]
     extra = [(std_suback(3, [1]), [EV_SUBACK], None)]
-    extra.append((std_ack(codec.UNSUBACK, 4), [EV_UNSUBACK], None))
+    extra.append((std_ack(UNSUBACK, 4), [EV_UNSUBACK], None))
     extra += [(PINGRESP, [EV_PINGRESP], None)] * draw(st.integers(0, 2))
     for i in range(draw(st.integers(0, 5))):
         qos = draw(qoss)
@@ -786,7 +797,7 @@ def server_streams(draw):
         pkt = std_publish(topic, payload, qos, draw(st.booleans()), False, pid if qos else 0)
         fits = len(pkt) <= rx
         if qos == 2:
-            pkt += std_ack(codec.PUBREL, pid)
+            pkt += std_ack(PUBREL, pid)
         extra.append(
             (pkt, [EV_MESSAGE if fits else EV_DROPPED], (topic, payload) if fits else None)
         )
@@ -824,3 +835,20 @@ def test_session_survives_random_and_mutated_streams(data):
     event("protocol error" if err else "accepted")
     assert s.state == (ERROR if err else CONNECTED)
     event("events: %d" % min(len(evs), 5))
+
+
+def test_the_numbers_tests_name_are_motes_own():
+    # mote keeps packet types, states and events as private consts (no RAM on a board);
+    # on CPython they are module attributes, so the tests' copies are checked here.
+    from mote import client, session, snapshot
+
+    names = [n for n in dir(mqttconst) if n.isupper()]
+    assert len(names) == 28  # 14 packet types, 4 states, 8 events, 2 publish() results
+    for n in names:
+        home = session if n.startswith("EV_") or n in _SESSION_NAMES else codec
+        assert getattr(home, "_" + n) == getattr(mqttconst, n), n
+        for mod in (session, client, snapshot):  # private copies agree where there are any
+            assert getattr(mod, "_" + n, getattr(mqttconst, n)) == getattr(mqttconst, n), n
+
+
+_SESSION_NAMES = ("DISCONNECTED", "CONNECTING", "CONNECTED", "ERROR", "NO_ROOM", "NOT_CONNECTED")

@@ -1,8 +1,6 @@
 # session: QoS 0/1/2 flows both ways, packet ids, outbox ring, reconnect resend, keepalive
 # across the tick wrap, oversize skipping, protocol errors, snapshots, and allocation.
-from mote import codec, snapshot, stats
-from mote.codec import ProtocolError
-from mote.session import (
+from mqttconst import (
     CONNECTED,
     ERROR,
     EV_CONNACK,
@@ -15,8 +13,11 @@ from mote.session import (
     EV_UNSUBACK,
     NO_ROOM,
     NOT_CONNECTED,
-    Session,
 )
+
+from mote import codec, snapshot, stats
+from mote.codec import ProtocolError
+from mote.session import Session
 from support import FakeClock, Rng, assert_no_alloc, hexb, raises
 
 CONNACK_OK = hexb("20 02 00 00")

@@ -34,7 +34,7 @@ def sizes(folder, opt, tmp):
 
 
 def main():
-    opt = int(sys.argv[sys.argv.index("-O") + 1]) if "-O" in sys.argv else 2
+    opt = int(sys.argv[sys.argv.index("-O") + 1]) if "-O" in sys.argv else 3  # as make deploy
     with tempfile.TemporaryDirectory() as tmp:
         for folder in ("lib/mote", "lib/hal", "firmware"):
             if not os.path.isdir(os.path.join(ROOT, folder)):

@@ -4,21 +4,20 @@
 from mote import compat
 from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, read_some, sleep_ms, ticks_add, ticks_diff, ticks_ms, write_some
-from mote.session import (
-    CONNECTED,
-    EV_CONNACK,
-    EV_DEAD,
-    EV_DROPPED,
-    EV_MESSAGE,
-    EV_PINGRESP,
-    EV_SUBACK,
-    EV_UNSUBACK,
-    NO_ROOM,
-    NOT_CONNECTED,
-    Session,
-)
+from mote.session import Session
 from mote.topic import validate_filter, validate_name
 
+# mote.session's states, events and publish() results (see the comment opening it).
+_CONNECTED = const(2)
+_EV_CONNACK = const(1)
+_EV_MESSAGE = const(2)
+_EV_SUBACK = const(4)
+_EV_UNSUBACK = const(5)
+_EV_PINGRESP = const(6)
+_EV_DEAD = const(7)
+_EV_DROPPED = const(8)
+_NO_ROOM = const(-1)
+_NOT_CONNECTED = const(-2)
 _ETIMEDOUT = const(110)
 _ENOTCONN = const(107)
 _ECONNRESET = const(104)
@@ -244,7 +243,7 @@ class MQTTClient:
         self._s.connection_lost()
 
     def is_connected(self):
-        return self.sock is not None and self._s.state == CONNECTED
+        return self.sock is not None and self._s.state == _CONNECTED
 
     def disconnect(self):
         """Send DISCONNECT (the broker then drops the Last Will) and close. No reconnect
@@ -330,14 +329,14 @@ class MQTTClient:
             if not self._progress() and not self._reconnect:
                 raise OSError(_ENOTCONN)
         pid = s.publish(topic, msg, qos, retain)
-        if pid == NO_ROOM:
+        if pid == _NO_ROOM:
             t0 = ticks_ms()
-            while pid == NO_ROOM:
+            while pid == _NO_ROOM:
                 if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
                     raise OSError(_ENOBUFS, "outbox full")
                 self._service(100)
                 pid = s.publish(topic, msg, qos, retain)
-        if pid == NOT_CONNECTED:
+        if pid == _NOT_CONNECTED:
             self._n[_N_Q0_DROPPED] += 1
             return -1
         self._n[_N_SENT] += 1
@@ -538,7 +537,7 @@ class MQTTClient:
             while ev:
                 handled += 1
                 self._dispatch(ev)
-                if ev == EV_CONNACK and s.connack_rc:
+                if ev == _EV_CONNACK and s.connack_rc:
                     return handled  # refused: the broker closes next; keep the code
                 ev = s.next_event()
             if s.tx_len:
@@ -554,7 +553,7 @@ class MQTTClient:
     def _dispatch(self, ev):
         s = self._s
         self._handled += 1
-        if ev == EV_MESSAGE:
+        if ev == _EV_MESSAGE:
             self._n[_N_RECV] += 1
             p = s.pkt
             cb = self.cb
@@ -573,19 +572,19 @@ class MQTTClient:
                         cb(bytes(t), bytes(m))
                 finally:
                     self._depth -= 1
-        elif ev == EV_CONNACK:
+        elif ev == _EV_CONNACK:
             # Queued messages may follow in the same read: remember the CONNACK itself.
             self._connack = True
-        elif ev == EV_SUBACK:
+        elif ev == _EV_SUBACK:
             self._granted = s.rx_buf[s.pkt.codes_off]
             self._ack_pid = s.ack_pid
-        elif ev == EV_UNSUBACK:
+        elif ev == _EV_UNSUBACK:
             self._ack_pid = s.ack_pid
-        elif ev == EV_PINGRESP:
+        elif ev == _EV_PINGRESP:
             self._rtt_ms = ticks_diff(ticks_ms(), s.ping_at)
-        elif ev == EV_DEAD:
+        elif ev == _EV_DEAD:
             raise OSError(_ETIMEDOUT, "keepalive: no PINGRESP")
-        elif ev == EV_DROPPED:
+        elif ev == _EV_DROPPED:
             if self.DEBUG:
                 print("mote: dropped an oversize message of", s.drop_len, "bytes")
 

@@ -24,21 +24,22 @@
 #   recorded in `Packet` (as props_off/props_len) without changing the callers.
 from mote.compat import const
 
-# Packet types (high nibble of the first byte), MQTT 3.1.1 section 2.2.1.
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-PUBREC = const(5)
-PUBREL = const(6)
-PUBCOMP = const(7)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBSCRIBE = const(10)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
+# Packet types (high nibble of the first byte), MQTT 3.1.1 section 2.2.1. Private: a
+# public const is a module global and costs RAM on a board; callers use the numbers.
+_CONNECT = const(1)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_PUBREC = const(5)
+_PUBREL = const(6)
+_PUBCOMP = const(7)
+_SUBSCRIBE = const(8)
+_SUBACK = const(9)
+_UNSUBSCRIBE = const(10)
+_UNSUBACK = const(11)
+_PINGREQ = const(12)
+_PINGRESP = const(13)
+_DISCONNECT = const(14)
 
 _VBI_MAX = const(268_435_455)  # MQTT 3.1.1 section 2.2.3
 _U16_MAX = const(65535)
@@ -179,7 +180,7 @@ def encode_connect(
         flags |= 0x40
     rl = _connect_rl(client_id, will_topic, will_msg, user, password)
     _room(buf, off, packet_size(rl))
-    buf[off] = CONNECT << 4
+    buf[off] = _CONNECT << 4
     off = encode_vbi(buf, off + 1, rl)
     off = _put_str(buf, off, b"MQTT")
     buf[off] = 4  # protocol level 4 is MQTT 3.1.1
@@ -243,7 +244,7 @@ def encode_ack(buf, off, ptype, pid):
     """PUBACK, PUBREC, PUBREL or PUBCOMP (ptype) for packet id pid. No allocation."""
     _check(pid, 0)
     _room(buf, off, 4)
-    buf[off] = ptype << 4 | (2 if ptype == PUBREL else 0)  # MQTT-3.6.1-1: PUBREL's 0010
+    buf[off] = ptype << 4 | (2 if ptype == _PUBREL else 0)  # MQTT-3.6.1-1: PUBREL's 0010
     buf[off + 1] = 2
     buf[off + 2] = pid >> 8
     buf[off + 3] = pid & 0xFF
@@ -351,9 +352,9 @@ def decode_body(buf, off, end, pkt):
     check). CONNACK: session_present, rc. SUBACK: pid, codes_off/codes_len. PUBACK,
     PUBREC, PUBREL, PUBCOMP, UNSUBACK: pid. No allocation."""
     t = pkt.type
-    if t == PINGRESP:
+    if t == _PINGRESP:
         return
-    if t == CONNACK:
+    if t == _CONNACK:
         ack = buf[off]
         if ack & 0xFE:
             raise ProtocolError("reserved CONNACK flags set", ack)  # MQTT-3.2.2
@@ -363,7 +364,7 @@ def decode_body(buf, off, end, pkt):
             raise ProtocolError("session present with a refusal", pkt.rc)  # MQTT-3.2.2-4
         return
     p = off + 2
-    if t == PUBLISH:
+    if t == _PUBLISH:
         flags = pkt.flags
         qos = (flags >> 1) & 3
         if end - off < 2:
@@ -395,7 +396,7 @@ def decode_body(buf, off, end, pkt):
         pkt.payload_len = end - p
         if not qos:
             return
-    elif t == SUBACK:
+    elif t == _SUBACK:
         if end - off < 3:
             raise ProtocolError("SUBACK without return codes", end - off)
         for i in range(p, end):
@@ -404,7 +405,7 @@ def decode_body(buf, off, end, pkt):
                 raise ProtocolError("bad SUBACK return code", c)  # MQTT-3.9.3-2
         pkt.codes_off = p
         pkt.codes_len = end - p
-    elif t != PUBACK and t != PUBREC and t != PUBREL and t != PUBCOMP and t != UNSUBACK:
+    elif t != _PUBACK and t != _PUBREC and t != _PUBREL and t != _PUBCOMP and t != _UNSUBACK:
         raise ProtocolError("packet type a server never sends", t)
     pkt.pid = (buf[off] << 8) | buf[off + 1]
     if not pkt.pid:

@@ -3,21 +3,25 @@
 # to write and events; it never touches a socket, reads the clock, sleeps, retries or logs.
 #
 # Theory of operation
-#   States: DISCONNECTED (no connection), CONNECTING (CONNECT queued, waiting for CONNACK),
-#   CONNECTED, ERROR (the peer broke the protocol or keepalive expired: the driver closes
-#   the socket and calls connection_lost() or connect() again).
+#   The numbers below are the interface: states, events and results are private consts
+#   (a public const is a module global, which costs RAM on a board), so a driver defines
+#   the ones it uses with these values (the tests check they agree).
+#   States (.state): 0 DISCONNECTED (no connection), 1 CONNECTING (CONNECT queued, waiting
+#   for CONNACK), 2 CONNECTED, 3 ERROR (the peer broke the protocol or keepalive expired:
+#   the driver closes the socket and calls connection_lost() or connect() again).
+#   publish() results other than a packet id: -1 NO_ROOM, -2 NOT_CONNECTED.
 #   Events (next_event() returns one small int, details in attributes):
-#     EV_CONNACK    CONNACK arrived: connack_rc (0 = accepted), session_present
-#     EV_MESSAGE    a PUBLISH to deliver: pkt.topic_off/topic_len/payload_off/payload_len
-#                   index rx_buf, valid until the next call of next_event(); pkt.qos,
-#                   pkt.retain, pkt.dup, pkt.pid
-#     EV_PUBLISHED  a QoS 1/2 publish completed (PUBACK / PUBCOMP): ack_pid
-#     EV_SUBACK     ack_pid; granted codes at pkt.codes_off/codes_len in rx_buf
-#     EV_UNSUBACK   ack_pid
-#     EV_PINGRESP   the broker answered a PINGREQ
-#     EV_DEAD       keepalive: no PINGRESP within keepalive_s; the state is now ERROR
-#     EV_DROPPED    a PUBLISH larger than rx_buf was skipped (acknowledged when QoS 1/2
-#                   and its header fitted, so the broker does not send it again): drop_len
+#     1 EV_CONNACK    CONNACK arrived: connack_rc (0 = accepted), session_present
+#     2 EV_MESSAGE    a PUBLISH to deliver: pkt.topic_off/topic_len/payload_off/payload_len
+#                     index rx_buf, valid until the next call of next_event(); pkt.qos,
+#                     pkt.retain, pkt.dup, pkt.pid
+#     3 EV_PUBLISHED  a QoS 1/2 publish completed (PUBACK / PUBCOMP): ack_pid
+#     4 EV_SUBACK     ack_pid; granted codes at pkt.codes_off/codes_len in rx_buf
+#     5 EV_UNSUBACK   ack_pid
+#     6 EV_PINGRESP   the broker answered a PINGREQ
+#     7 EV_DEAD       keepalive: no PINGRESP within keepalive_s; the state is now ERROR
+#     8 EV_DROPPED    a PUBLISH larger than rx_buf was skipped (acknowledged when QoS 1/2
+#                     and its header fitted, so the broker does not send it again): drop_len
 #   Sending: tx_buf/tx_off/tx_len is the chunk to write next; after writing n bytes the
 #   driver calls sent(n). Chunks come, in order of priority, from the CONNECT packet, the
 #   control buffer (acks, PINGREQ, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT and QoS 0 PUBLISH
@@ -41,40 +45,38 @@
 #   Snapshot: mote.snapshot (imported on first use) writes outbox, packet-id counter and
 #   incoming QoS 2 ids to a caller's buffer and restores them, validating first.
 from mote import codec
-from mote.codec import (
-    CONNACK,
-    DISCONNECT,
-    PINGREQ,
-    PUBACK,
-    PUBCOMP,
-    PUBLISH,
-    PUBREC,
-    PUBREL,
-    SUBACK,
-    UNSUBACK,
-    Packet,
-    ProtocolError,
-)
+from mote.codec import Packet, ProtocolError
 from mote.compat import const, ticks_diff
 from mote.topic import name_error
 
-DISCONNECTED = const(0)
-CONNECTING = const(1)
-CONNECTED = const(2)
-ERROR = const(3)
+_DISCONNECTED = const(0)
+_CONNECTING = const(1)
+_CONNECTED = const(2)
+_ERROR = const(3)
 
-EV_CONNACK = const(1)
-EV_MESSAGE = const(2)
-EV_PUBLISHED = const(3)
-EV_SUBACK = const(4)
-EV_UNSUBACK = const(5)
-EV_PINGRESP = const(6)
-EV_DEAD = const(7)
-EV_DROPPED = const(8)
+_EV_CONNACK = const(1)
+_EV_MESSAGE = const(2)
+_EV_PUBLISHED = const(3)
+_EV_SUBACK = const(4)
+_EV_UNSUBACK = const(5)
+_EV_PINGRESP = const(6)
+_EV_DEAD = const(7)
+_EV_DROPPED = const(8)
 
-# publish() results other than a packet id.
-NO_ROOM = const(-1)  # outbox, slots or tx buffer full right now: service the connection
-NOT_CONNECTED = const(-2)  # QoS 0 while not connected: dropped
+_NO_ROOM = const(-1)  # outbox, slots or tx buffer full right now: service the connection
+_NOT_CONNECTED = const(-2)  # QoS 0 while not connected: dropped
+
+# Packet types (mote.codec's numbers).
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_PUBREC = const(5)
+_PUBREL = const(6)
+_PUBCOMP = const(7)
+_SUBACK = const(9)
+_UNSUBACK = const(11)
+_PINGREQ = const(12)
+_DISCONNECT = const(14)
 
 _FREE = const(0)
 _Q1 = const(1)
@@ -104,7 +106,7 @@ class Session:
             raise ValueError("max_inflight out of range", max_inflight)
         if rx_size < 16 or tx_size < 16 or outbox_size < 16:
             raise ValueError("buffer sizes must be at least 16", min(rx_size, tx_size))
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
         self.keepalive_ms = 0
         self.pkt = Packet()
         # receive
@@ -209,7 +211,7 @@ class Session:
         if not self._conn:
             raise ValueError("set_connect() first", None)
         self._reset_link()
-        self.state = CONNECTING
+        self.state = _CONNECTING
         self._conn_due = True
         self._last_tx = self._last_rx = now_ms
         self._kick()
@@ -217,14 +219,14 @@ class Session:
     def connection_lost(self):
         """The transport is gone: forget the link, keep the session (outbox, ids)."""
         self._reset_link()
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
 
     def disconnect(self):
         """Queue DISCONNECT; no more packets are accepted until connect()."""
-        if self.state == CONNECTED and self._ctl_room() >= 2:
-            self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, DISCONNECT)
+        if self.state == _CONNECTED and self._ctl_room() >= 2:
+            self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, _DISCONNECT)
             self._kick()
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
 
     def _reset_link(self):
         self.rx_end = 0
@@ -272,13 +274,13 @@ class Session:
         mlen = len(msg)
         size = codec.publish_size(len(topic), mlen, qos)
         if not qos:
-            if self.state != CONNECTED:
-                return NOT_CONNECTED
+            if self.state != _CONNECTED:
+                return _NOT_CONNECTED
             if self._x_buf is not None:
-                return NO_ROOM
+                return _NO_ROOM
             if size <= len(self._ctl):
                 if size > self._ctl_room():
-                    return NO_ROOM
+                    return _NO_ROOM
                 self._ctl_end = codec.encode_publish(
                     self._ctl, self._ctl_end, topic, msg, 0, retain
                 )
@@ -287,7 +289,7 @@ class Session:
                 if hdr > len(self._ctl):
                     raise ValueError("topic larger than the tx buffer", hdr)
                 if hdr > self._ctl_room():
-                    return NO_ROOM
+                    return _NO_ROOM
                 self._ctl_end = codec.encode_publish_header(
                     self._ctl, self._ctl_end, topic, mlen, 0, retain
                 )
@@ -298,10 +300,10 @@ class Session:
         if size > len(self._ob):
             raise ValueError("message larger than the outbox", size)
         if self._count == self.max_inflight:
-            return NO_ROOM
+            return _NO_ROOM
         off = self._ob_alloc(size)
         if off < 0:
-            return NO_ROOM
+            return _NO_ROOM
         last = self._pid
         pid = self._next_pid()
         try:
@@ -317,7 +319,7 @@ class Session:
         self._s_len[i] = size
         self._s_state[i] = _Q1 if qos == 1 else _Q2_REC
         self._s_tx[i] = 0
-        self._s_send[i] = 1 if self.state == CONNECTED else 0
+        self._s_send[i] = 1 if self.state == _CONNECTED else 0
         self._kick()
         return pid
 
@@ -372,13 +374,13 @@ class Session:
         """Queue SUBSCRIBE for a list of (filter, qos) pairs, or with unsub=True
         UNSUBSCRIBE for a list of filters; returns its packet id, or NO_ROOM while another
         of its kind is pending or the tx buffer is full. Allocates."""
-        if self.state != CONNECTED:
+        if self.state != _CONNECTED:
             raise ValueError("not connected", self.state)
         size = codec.subscribe_size(filters, unsub)
         if size > len(self._ctl):
             raise ValueError("filters larger than the tx buffer", size)
         if (self._unsub_pid if unsub else self._sub_pid) or size > self._ctl_room():
-            return NO_ROOM
+            return _NO_ROOM
         pid = self._next_pid()
         self._ctl_end = codec.encode_subscribe(self._ctl, self._ctl_end, pid, filters, unsub)
         if unsub:
@@ -395,9 +397,9 @@ class Session:
 
     def ping(self, now_ms):
         """Queue a PINGREQ now (keepalive does this by itself). False if no room."""
-        if self.state != CONNECTED or self._ctl_room() < 2:
+        if self.state != _CONNECTED or self._ctl_room() < 2:
             return False
-        self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, PINGREQ)
+        self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, _PINGREQ)
         if not self.ping_out:
             self.ping_out = True
             self.ping_at = now_ms
@@ -415,12 +417,12 @@ class Session:
             self._last_rx = now_ms
             self._rxd = False
         ka = self.keepalive_ms
-        if self.state != CONNECTED or not ka:
+        if self.state != _CONNECTED or not ka:
             return
         if self.ping_out:
             if ticks_diff(now_ms, self.ping_at) >= ka:
                 self._dead = True
-                self.state = ERROR
+                self.state = _ERROR
         elif ticks_diff(now_ms, self._last_tx) >= ka or ticks_diff(now_ms, self._last_rx) >= ka:
             self.ping(now_ms)
 
@@ -428,7 +430,7 @@ class Session:
         """Milliseconds until tick() has something to do (for the driver's poll timeout);
         -1 when keepalive is off or not connected."""
         ka = self.keepalive_ms
-        if self.state != CONNECTED or not ka:
+        if self.state != _CONNECTED or not ka:
             return -1
         if self.ping_out:
             return max(0, ka - ticks_diff(now_ms, self.ping_at))
@@ -484,7 +486,7 @@ class Session:
                 end = self._x_at
             self._set_chunk(_C_CTL, self._ctl, self._ctl_sent, end - self._ctl_sent)
             return
-        if self.state != CONNECTED:
+        if self.state != _CONNECTED:
             return
         n = self.max_inflight
         i = self._first
@@ -492,7 +494,7 @@ class Session:
             if self._s_send[i]:
                 self._chunk_slot = i
                 if self._s_state[i] == _Q2_COMP:
-                    codec.encode_ack(self._rel, 0, PUBREL, self._s_pid[i])
+                    codec.encode_ack(self._rel, 0, _PUBREL, self._s_pid[i])
                     self._set_chunk(_C_REL, self._rel, 0, 4)
                 else:
                     self._set_chunk(_C_SLOT, self._ob, self._s_off[i], self._s_len[i])
@@ -528,8 +530,8 @@ class Session:
         ProtocolError on a protocol violation, and the session stays in ERROR."""
         if self._dead:
             self._dead = False
-            return EV_DEAD
-        if self.state == ERROR:
+            return _EV_DEAD
+        if self.state == _ERROR:
             raise ProtocolError("session failed: reconnect", None)
         try:
             while True:
@@ -537,7 +539,7 @@ class Session:
                 if ev >= 0:
                     return ev
         except Exception:
-            self.state = ERROR
+            self.state = _ERROR
             raise
 
     def _one_packet(self):
@@ -564,27 +566,27 @@ class Session:
             return 0
         codec.decode_body(buf, start + h, start + total, pkt)
         t = pkt.type
-        if t == PUBLISH:
+        if t == _PUBLISH:
             # MQTT-1.5.3-1: ill-formed UTF-8 in the topic closes the connection (the codec
             # has checked wildcards and NUL). Checked in place: no allocation.
             err = name_error(buf, pkt.topic_off, pkt.topic_len)
             if err is not None:
                 raise ProtocolError(err, pkt.topic_len)
         self._rx_start = start + total
-        if t == CONNACK:
+        if t == _CONNACK:
             return self._on_connack()
-        if self.state != CONNECTED:
+        if self.state != _CONNECTED:
             raise ProtocolError("packet before CONNACK", t)
-        if t == PUBLISH:
+        if t == _PUBLISH:
             return self._on_publish()
-        if t == PUBACK or t == PUBCOMP:
+        if t == _PUBACK or t == _PUBCOMP:
             i = self._slot_of(pkt.pid)
-            if i < 0 or self._s_state[i] != (_Q1 if t == PUBACK else _Q2_COMP):
+            if i < 0 or self._s_state[i] != (_Q1 if t == _PUBACK else _Q2_COMP):
                 raise ProtocolError("unexpected PUBACK or PUBCOMP", pkt.pid)
             self._complete(i)
             self.ack_pid = pkt.pid
-            return EV_PUBLISHED
-        if t == PUBREC:
+            return _EV_PUBLISHED
+        if t == _PUBREC:
             i = self._slot_of(pkt.pid)
             if i < 0 or self._s_state[i] == _Q1:
                 raise ProtocolError("unexpected PUBREC", pkt.pid)
@@ -592,13 +594,13 @@ class Session:
             self._s_send[i] = 1
             self._kick()
             return -1
-        if t == PUBREL:
+        if t == _PUBREL:
             # MQTT-4.3.3-11: answer PUBCOMP even for an id no longer remembered.
             self._forget_in2(pkt.pid)
-            self._queue_ack(PUBCOMP, pkt.pid)
+            self._queue_ack(_PUBCOMP, pkt.pid)
             return -1
-        if t == SUBACK or t == UNSUBACK:
-            if t == SUBACK:
+        if t == _SUBACK or t == _UNSUBACK:
+            if t == _SUBACK:
                 if pkt.pid != self._sub_pid:
                     raise ProtocolError("unexpected SUBACK", pkt.pid)
                 self._sub_pid = 0
@@ -607,10 +609,10 @@ class Session:
                     raise ProtocolError("unexpected UNSUBACK", pkt.pid)
                 self._unsub_pid = 0
             self.ack_pid = pkt.pid
-            return EV_SUBACK if t == SUBACK else EV_UNSUBACK
+            return _EV_SUBACK if t == _SUBACK else _EV_UNSUBACK
         # PINGRESP (decode_body has rejected every other type)
         self.ping_out = False
-        return EV_PINGRESP
+        return _EV_PINGRESP
 
     def _compact(self, need):
         # Keep a partial packet; move it to the front only if it could not fit where it
@@ -625,7 +627,7 @@ class Session:
 
     def _oversize(self, start, end, h, total):
         pkt = self.pkt
-        if pkt.type != PUBLISH:
+        if pkt.type != _PUBLISH:
             raise ProtocolError("packet larger than the receive buffer", total)
         qos = (pkt.flags >> 1) & 3
         if qos and end - start >= h + 2:
@@ -639,7 +641,7 @@ class Session:
                 pid = (self.rx_buf[p] << 8) | self.rx_buf[p + 1]
                 if pid:
                     # Acknowledge so the broker does not redeliver what can never fit.
-                    self._queue_ack(PUBACK if qos == 1 else PUBREC, pid)
+                    self._queue_ack(_PUBACK if qos == 1 else _PUBREC, pid)
         elif qos and h + 2 <= len(self.rx_buf):
             self._compact(h + 2)
             return 0
@@ -648,22 +650,22 @@ class Session:
         self.rx_room = len(self.rx_buf)
         self.dropped += 1
         self.drop_len = total
-        return EV_DROPPED
+        return _EV_DROPPED
 
     def _queue_ack(self, t, pid):
         self._ctl_end = codec.encode_ack(self._ctl, self._ctl_end, t, pid)
         self._kick()
 
     def _on_connack(self):
-        if self.state != CONNECTING:
+        if self.state != _CONNECTING:
             raise ProtocolError("unexpected CONNACK", self.state)
         pkt = self.pkt
         self.connack_rc = pkt.rc
         self.session_present = pkt.session_present
         if pkt.rc:
-            self.state = DISCONNECTED
-            return EV_CONNACK
-        self.state = CONNECTED
+            self.state = _DISCONNECTED
+            return _EV_CONNACK
+        self.state = _CONNECTED
         if not pkt.session_present:
             for k in range(len(self._in2)):
                 self._in2[k] = 0  # the broker forgot its half of those flows
@@ -680,12 +682,12 @@ class Session:
                 self._s_send[i] = 1
             i = i + 1 if i + 1 < n else 0
         self._kick()
-        return EV_CONNACK
+        return _EV_CONNACK
 
     def _on_publish(self):
         pkt = self.pkt
         if pkt.qos == 1:
-            self._queue_ack(PUBACK, pkt.pid)
+            self._queue_ack(_PUBACK, pkt.pid)
         elif pkt.qos == 2:
             r = self._remember_in2(pkt.pid)
             if r < 0:
@@ -701,11 +703,11 @@ class Session:
                 self._in2[self._in2_rr] = 0
                 self._in2_used -= 1
                 r = self._remember_in2(pkt.pid)
-            self._queue_ack(PUBREC, pkt.pid)
+            self._queue_ack(_PUBREC, pkt.pid)
             if not r:
                 self.dup_in += 1
                 return -1
-        return EV_MESSAGE
+        return _EV_MESSAGE
 
     def in2_pending(self):
         """Incoming QoS 2 ids remembered until PUBREL."""

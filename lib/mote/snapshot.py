@@ -5,15 +5,17 @@
 # Layout: MOTE, version, pid counter (2), slot count, in2 count, then per slot: state,
 # sent flag, pid (2), length (2), packet bytes; then in2 pids (2 each); CRC-16 (2).
 from mote import codec
-from mote.codec import PUBLISH, Packet, ProtocolError
+from mote.codec import Packet, ProtocolError
 from mote.compat import const
-from mote.session import CONNECTED, CONNECTING
 
 _MAGIC = b"MOTE"
 _VERSION = const(1)
 _FREE = const(0)  # slot states, as in mote.session
 _Q1 = const(1)
 _Q2_COMP = const(3)
+_CONNECTING = const(1)  # session states, as in mote.session
+_CONNECTED = const(2)
+_PUBLISH = const(3)  # packet type
 
 
 def crc16(buf, off, n):
@@ -91,7 +93,7 @@ def load(s, buf, n=None):
     connected."""
     if n is None:
         n = len(buf)
-    if s.state == CONNECTED or s.state == CONNECTING:
+    if s.state == _CONNECTED or s.state == _CONNECTING:
         raise ValueError("load() while connected", s.state)
     if n < 12 or bytes(buf[0:4]) != _MAGIC:
         raise ValueError("not a mote session snapshot", n)
@@ -121,7 +123,7 @@ def load(s, buf, n=None):
         except ProtocolError:
             got = 0
         want_qos = 1 if st == _Q1 else 2
-        if got != ln or pkt.type != PUBLISH or pkt.pid != pid or pkt.qos != want_qos:
+        if got != ln or pkt.type != _PUBLISH or pkt.pid != pid or pkt.qos != want_qos:
             raise ValueError("snapshot packet corrupt", pid)
         total += ln
         p += 6 + ln
