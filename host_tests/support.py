@@ -1,5 +1,6 @@
-# Test support shared by both interpreters: raises, skip, a seeded RNG, a fake clock,
-# a fake socket and the heap_lock allocation check. No pytest import on MicroPython.
+# Test support shared by both interpreters: raises, skip (missing_tool: a failure under
+# CI=true), a seeded RNG, a fake clock, a fake socket and the heap_lock allocation check.
+# No pytest import on MicroPython.
 import sys
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -15,12 +16,24 @@ if MICROPYTHON:
     def skip(reason):
         raise SkipTest(reason)
 
+    def missing_tool(reason):
+        skip(reason)
+
 else:
     import pytest
 
     SkipTest = pytest.skip.Exception
 
     def skip(reason):
+        pytest.skip(reason)
+
+    def missing_tool(reason):
+        """A tool this test needs is not installed: skip, except under CI=true, where that
+        fails the test (a CI run must run every test)."""
+        import mpclient
+
+        if mpclient.in_ci():
+            pytest.fail("CI=true and " + reason, pytrace=False)
         pytest.skip(reason)
 
 

