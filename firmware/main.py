@@ -2,6 +2,6 @@
 # where sys.argv exists) names the config file; a device always reads /config.json.
 import sys
 
-from app import node
+import app
 
-node.main(sys.argv[1] if len(sys.argv) > 1 else "config.json")
+app.run(sys.argv[1] if len(sys.argv) > 1 else "config.json")

@@ -105,6 +105,36 @@ def test_info_reports_version_board_memory_uptime():
     assert r["id"] == 4 and r["device_id"] == "deadbeef"  # the command id, not the device's
 
 
+def test_info_mem_free_is_measured_after_a_collection():
+    from support import only_micropython
+
+    only_micropython("gc.mem_free")
+    import gc
+
+    from hal.sim import SimSystem
+
+    node, hw = _node()
+    hw.system = SimSystem({"sim": {"rtc_file": fx.TMP + "/mote_fw_info_rtc.bin"}})
+    gc.collect()
+    before = gc.mem_free()
+    junk = bytearray(40_000)
+    junk = None  # unreachable, but counted as used until the next collection
+    free = _run(node, "info")["mem_free"]
+    assert junk is None and free > before - 20_000, (before, free)
+
+
+def test_out_of_memory_in_a_command_is_answered_not_fatal():
+    node, _ = _node()
+
+    def no_room():
+        raise MemoryError("memory allocation failed, allocating 344 bytes")
+
+    node.read_now = no_room
+    assert _run(node, "read", b'{"id": 9}') == {"ok": False, "error": "out of memory", "id": 9}
+    assert node.commands.failed == 1
+    assert _run(node, "ping")["ok"] is True
+
+
 def test_info_carries_config_problems():
     node, _ = _node(bogus=1)
     assert "bogus: unknown setting" in _run(node, "info")["error"]

@@ -30,6 +30,9 @@ def test_defaults_fill_everything_not_given():
     assert cfg["wifi"]["timeout_s"] == 15
     assert cfg["sim"] == {}
     assert cfg["board"] == {}
+    assert cfg["broker"]["timeout_s"] == 5
+    assert cfg["ntp"] == {"host": "pool.ntp.org", "timeout_s": 2}
+    assert cfg["watchdog_s"] == 120
 
 
 def test_missing_broker_is_a_clear_fatal_error():
@@ -163,3 +166,71 @@ def test_board_defaults_apply_where_the_file_is_silent():
     assert cfg["qos"] == 0  # the file said so
     assert problems == ["board defaults: zap: unknown setting (ignored)"]
     config.board_defaults(cfg, raw, None, problems)
+
+
+# --- the watchdog must outlast every blocking call -------------------------------------
+
+
+def test_watchdog_shorter_than_an_mqtt_connect_is_reported_and_raised():
+    # broker.timeout_s 10: TCP connect, CONNACK and two SUBACKs may each take 10 s, and a
+    # broker given by name adds a DNS lookup (15 s): 55 s, plus a 5 s margin.
+    cfg, problems = _valid({"broker": {"host": "mqtt.lan", "timeout_s": 10}, "watchdog_s": 30})
+    assert cfg["watchdog_s"] == 60
+    msg = [p for p in problems if p.startswith("watchdog_s:")]
+    assert msg == [
+        "watchdog_s: must be 0 (off) or at least 60 s: an MQTT connect (broker.timeout_s x 4,"
+        " DNS) can block 55 s (using 60)"
+    ]
+    # an address needs no lookup; TLS adds its handshake
+    cfg, problems = _valid({"broker": {"host": "10.0.0.2"}, "watchdog_s": 25})
+    assert cfg["watchdog_s"] == 25 and problems == []
+    cfg, problems = _valid({"broker": {"host": "10.0.0.2", "tls": True}, "watchdog_s": 25})
+    assert cfg["watchdog_s"] == 30 and "TLS" in problems[0]
+
+
+def test_watchdog_and_a_slow_ntp_query():
+    raw = {"broker": {"host": "10.0.0.2", "timeout_s": 1}, "ntp": {"timeout_s": 10}}
+    cfg, problems = _valid(dict(raw, watchdog_s=20))
+    assert cfg["watchdog_s"] == 30 and "an NTP query" in problems[0]
+    raw["ntp"]["host"] = None  # NTP off: only the MQTT connect counts
+    cfg, problems = _valid(dict(raw, watchdog_s=20))
+    assert cfg["watchdog_s"] == 20 and problems == []
+
+
+def test_watchdog_off_is_always_allowed():
+    cfg, problems = _valid({"broker": {"host": "mqtt.lan", "timeout_s": 60}, "watchdog_s": 0})
+    assert cfg["watchdog_s"] == 0 and problems == []
+
+
+def test_default_watchdog_outlasts_the_defaults_but_not_every_timeout():
+    cfg, problems = _valid({"broker": {"host": "mqtt.lan", "tls": True}})
+    assert problems == [] and cfg["watchdog_s"] == 120
+    cfg, problems = _valid({"broker": {"host": "mqtt.lan", "timeout_s": 60}})
+    assert cfg["watchdog_s"] == 260 and problems[0].startswith("watchdog_s: must be")
+
+
+def test_a_remote_change_that_starves_the_watchdog_is_refused():
+    raw = {"broker": {"host": "mqtt.lan"}}
+    cfg, _ = _valid(raw)
+    e = raises(ValueError, config.change, cfg, raw, {"watchdog_s": 10})
+    assert e.args[0].startswith("watchdog_s: must be 0 (off) or at least 40 s")
+    raises(ValueError, config.change, cfg, raw, {"broker.timeout_s": 60})
+    assert cfg["watchdog_s"] == 120 and cfg["broker"]["timeout_s"] == 5  # nothing changed
+    config.change(cfg, raw, {"watchdog_s": 300, "broker.timeout_s": 60})
+    assert cfg["watchdog_s"] == 300 and cfg["broker"]["timeout_s"] == 60
+
+
+def test_board_defaults_are_checked_against_the_watchdog_too():
+    raw = {"broker": {"host": "10.0.0.2"}, "watchdog_s": 25}
+    cfg, problems = _valid(raw)
+    config.board_defaults(cfg, raw, {"broker.timeout_s": 10}, problems)
+    assert cfg["watchdog_s"] == 45 and problems[0].startswith("watchdog_s: must be")
+
+
+def test_the_example_config_is_valid_and_complete():
+    from support import repo_path
+
+    cfg, raw, problems = config.load(repo_path("firmware", "config.example.json"))
+    assert problems == []
+    assert raw["ntp"] == {"host": "pool.ntp.org", "timeout_s": 2}
+    assert raw["broker"]["timeout_s"] == cfg["broker"]["timeout_s"] == 5

@@ -141,15 +141,27 @@ class FakeClient:
 
 
 class FakeNetwork:
+    """up() blocks (the deep-sleep cycle uses it), check() never does (the main loop)."""
+
     def __init__(self):
         self.connected = True
         self.ups = 0
+        self.checks = 0
         self.downs = 0
+        self.up_feed = None
 
-    def up(self, timeout_ms=15000):
+    def up(self, timeout_ms=15000, feed=None):
         self.ups += 1
+        self.up_feed = feed
         if not self.connected:
             raise OSError(110, "wifi: not connected")
+
+    def check(self):
+        self.checks += 1
+        return self.connected
+
+    def status_name(self):
+        return None if self.connected else "no AP found"
 
     def isconnected(self):
         return self.connected
@@ -194,10 +206,14 @@ class FakeLED:
 
 
 class FakeSystem:
+    """feed_times: the clock at each watchdog feed, once make_node() set clock."""
+
     def __init__(self):
         self.rtc = b""
         self.feeds = 0
         self.wdt = None
+        self.clock = None
+        self.feed_times = []
 
     def unique_id(self):
         return b"\xde\xad\xbe\xef"
@@ -216,6 +232,8 @@ class FakeSystem:
 
     def wdt_feed(self):
         self.feeds += 1
+        if self.clock is not None:
+            self.feed_times.append(self.clock())
 
     def rtc_read(self):
         return self.rtc
@@ -270,6 +288,7 @@ def make_node(hw=None, client=None, config_path=None, **over):
     def sleep(ms):
         clock.advance(ms)
 
+    hw.system.clock = now
     n = node_mod.Node(
         cfg,
         raw,

@@ -5,6 +5,7 @@ import json
 import test_fw_fakes as fx  # first: it puts firmware/ on sys.path
 
 # isort: split
+from mote.compat import ticks_diff
 from support import raises
 
 
@@ -20,7 +21,7 @@ def test_first_step_connects_announces_and_subscribes():
     assert client.will == ("mote/deadbeef/status", b"offline", True, 1)
     assert client.subs == [("mote/deadbeef/cmd/+", 1)]
     assert client.published[0] == ("mote/deadbeef/status", b"online", True, 1)
-    assert hw.system.wdt == 30000 and hw.system.feeds == 1
+    assert hw.system.wdt == 30000 and hw.system.feeds >= 1
 
 
 def test_home_assistant_discovery_is_retained_and_can_be_switched_off():
@@ -160,7 +161,7 @@ def test_wifi_outage_leaves_the_client_alone_and_queues():
     fx.run_for(node, clock, 5_000)
     assert client.connects == checks
     assert len(node.ring) >= 4
-    assert hw.network.ups >= 2  # retried, with backoff
+    assert hw.network.checks >= 2 and hw.network.ups == 0  # retried, never blocking
     hw.network.connected = True
     fx.run_for(node, clock, 3_000)
     seqs = [r["seq"] for r in _tele(client)]
@@ -275,7 +276,7 @@ def test_config_problems_are_reported_retained_and_cleared_when_fixed():
 def test_main_reports_an_unusable_config_and_returns_instead_of_crash_looping():
     import sys
 
-    from app import node as node_mod
+    import app
 
     board_dir = fx.ROOT + "/boards/host"
     if board_dir not in sys.path:
@@ -283,5 +284,207 @@ def test_main_reports_an_unusable_config_and_returns_instead_of_crash_looping():
     path = fx.TMP + "/mote_fw_main_bad.json"
     with open(path, "w") as f:
         f.write('{"wifi": {"ssid": "x", "password": "hunter2"}}')
-    assert node_mod.main(path) is None
-    assert node_mod.main(fx.TMP + "/mote_fw_no_such_config.json") is None
+    assert app.run(path) is None
+    assert app.run(fx.TMP + "/mote_fw_no_such_config.json") is None
+
+
+# --- ESP32 facts: never block past the watchdog, NTP, the ticks wrap ------------------
+
+
+def _steps(node, clock, every_ms, n):
+    """n loop passes, every_ms of fake time apart (for hours and days of node time)."""
+    for _ in range(n):
+        node.step()
+        clock.advance(every_ms)
+
+
+def test_wifi_down_never_blocks_the_loop_and_readings_keep_their_cadence():
+    hw = fx.FakeHW()
+    hw.network.connected = False
+    node, client, hw, clock = fx.make_node(hw=hw, interval_s=1)
+    node.start()
+    fx.run_for(node, clock, 10_000)
+    assert hw.network.ups == 0 and hw.network.checks > 100  # check() every pass
+    assert [node.ring.peek()[0]] == [0] and len(node.ring) == 10
+    hw.network.connected = True
+    fx.run_for(node, clock, 1_000)
+    t = _tele(client)
+    assert [r["uptime_s"] for r in t] == list(range(11))
+    assert [r.get("age_s", 0) for r in t][:3] == [10, 9, 8]
+
+
+def test_the_watchdog_is_fed_before_every_call_that_may_block():
+    # Each blocking call takes most of the 30 s watchdog; one feed per loop pass would
+    # let connect + NTP + a publish with a full outbox run 60 s without a feed.
+    import fakes
+
+    node, client, hw, clock = fx.make_node(interval_s=1, ntp={"host": "10.0.0.1"})
+    slow = fx.FakeClient.publish
+
+    def publish(topic, msg, retain=False, qos=0):
+        clock.advance(20_000)
+        return slow(client, topic, msg, retain, qos)
+
+    connect = fx.FakeClient.connect
+
+    def slow_connect(clean_session=True, timeout=None):
+        clock.advance(20_000)
+        return connect(client, clean_session, timeout)
+
+    client.publish = publish
+    client.connect = slow_connect
+    client.broker_up = False
+    with fakes.installed() as f:
+        f.ntptime.hook = lambda: clock.advance(20_000)
+        node.start()
+        fx.run_for(node, clock, 3_000)  # readings queue up while the broker is away
+        client.broker_up = True
+        client.inject("mote/deadbeef/cmd/ping", b"")
+        fx.run_for(node, clock, 300_000)
+    assert f.ntptime.sets == 1 and len(_tele(client)) > 5
+    times = hw.system.feed_times
+    gaps = [ticks_diff(times[i + 1], times[i]) for i in range(len(times) - 1)]
+    assert max(gaps) < 30_000, max(gaps)
+
+
+def test_ntp_sets_the_clock_after_wifi_is_up_then_once_a_day():
+    import fakes
+
+    node, client, hw, clock = fx.make_node(interval_s=3600, ntp={"host": "time.lan"})
+    with fakes.installed() as f:
+        fed = []
+        f.ntptime.hook = lambda: fed.append(hw.system.feeds)
+        node.start()
+        _steps(node, clock, 3_600_000, 30)  # 30 h
+        assert f.ntptime.calls == [("time.lan", 2), ("time.lan", 2)]
+        assert node.ntp_syncs == 2
+        assert fed[0] > 0
+
+
+def test_ntp_failures_are_retried_three_times_a_round_then_hourly():
+    import fakes
+
+    node, client, hw, clock = fx.make_node(interval_s=60, ntp={"host": "time.lan"})
+    with fakes.installed() as f:
+        f.ntptime.script.extend([OSError(110)] * 5)
+        node.start()
+        at = []
+        f.ntptime.hook = lambda: at.append(node.uptime_s())
+        _steps(node, clock, 1_000, 3_700 + 60)
+        assert at == [0, 30, 60, 3660, 3690, 3720]  # the sixth attempt succeeded
+        assert node.ntp_syncs == 1
+        assert node.loop_errors == 0
+
+
+def test_ntp_without_the_ntptime_module_is_reported_once_and_not_retried():
+    import fakes
+
+    node, client, hw, clock = fx.make_node(interval_s=1)
+    with fakes.installed(without=("ntptime",)):
+        node.start()
+        fx.run_for(node, clock, 3_000)
+    assert node._ntp_host is None and node.ntp_syncs == 0 and node.loop_errors == 0
+    t = _tele(client)
+    assert len(t) == 3 and t[0]["ts"] > 1_700_000_000  # the host's clock is set anyway
+
+
+def test_ntp_off_never_imports_ntptime():
+    import fakes
+
+    node, client, hw, clock = fx.make_node(ntp={"host": None})
+    with fakes.installed() as f:
+        node.step()
+    assert f.ntptime.calls == []
+
+
+def test_node_time_and_cadence_survive_many_ticks_wraps():
+    # 20 days at one reading an hour: the fake clock starts 1 s before the wrap and wraps
+    # every 12.4 days (2**30 ms); uptime must keep growing, never going back.
+    node, client, hw, clock = fx.make_node(interval_s=3600)
+    node.start()
+    _steps(node, clock, 3_600_000, 20 * 24)
+    ups = [r["uptime_s"] for r in _tele(client)]
+    assert ups == [3600 * i for i in range(20 * 24)]
+    assert node.uptime_s() == 20 * 86400
+    assert hw.system.feeds >= 20 * 24
+
+
+def test_deep_sleep_wifi_bring_up_feeds_the_watchdog_and_syncs_the_clock_at_power_on():
+    import fakes
+
+    with fakes.installed() as f:
+        node, client, hw, clock = fx.make_node(sleep="deep", ntp={"host": "time.lan"})
+        node.start()
+        raises(fx.FakeDeepSleep, node.run)
+        assert hw.network.up_feed == hw.system.wdt_feed
+        assert f.ntptime.sets == 1
+        # next wake: the clock was set less than a day ago, no query
+        node2, client2, _, _ = fx.make_node(hw=hw, sleep="deep", ntp={"host": "time.lan"})
+        node2.start()
+        raises(fx.FakeDeepSleep, node2.run)
+        assert f.ntptime.sets == 1
+
+
+# --- RAM: what runs once or rarely does not stay imported --------------------------------
+
+_ON_DEMAND = (
+    "app.config",
+    "app.setup",
+    "app.admin",
+    "app.ha",
+    "app.online",
+    "app.clock",
+    "hal.builder",
+    "hal.ntp",
+    "hal.standin",
+)
+
+
+def test_boot_and_rare_commands_leave_no_module_behind():
+    import sys
+
+    import fakes
+
+    node, client, hw, clock = fx.make_node(interval_s=1, ntp={"host": "time.lan"})
+    with fakes.installed():
+        node.start()
+        fx.run_for(node, clock, 1_500)
+        for name, arg in (("info", b""), ("config", b""), ("interval", b"2"), ("ping", b"")):
+            client.inject("mote/deadbeef/cmd/" + name, arg)
+        client.inject("mote/deadbeef/cmd/config", b'{"arg": {"qos": 0}}')
+        fx.run_for(node, clock, 500)
+    replies = [json.loads(p[1]) for p in client.published if "/reply/" in p[0]]
+    assert len(replies) == 5 and all(r["ok"] for r in replies), replies
+    assert node.ntp_syncs == 1 and node.cfg["qos"] == 0 and node.interval_s == 2
+    left = [m for m in _ON_DEMAND if m in sys.modules]
+    assert left == [], left
+    import app
+
+    import hal
+
+    assert not [n for n in ("config", "setup", "admin", "ha", "online", "clock") if n in dir(app)]
+    assert "builder" not in dir(hal) and "ntp" not in dir(hal)
+
+
+def test_a_rare_command_gives_its_heap_back():
+    from support import only_micropython
+
+    only_micropython("gc.mem_alloc")
+    import gc
+
+    node, client, hw, clock = fx.make_node(interval_s=60)
+    node.start()
+    node.step()
+
+    def info():
+        client.inject("mote/deadbeef/cmd/info", b"")
+        node.step()
+        client.published.clear()
+
+    info()  # the first call interns app.admin's names for good
+    gc.collect()
+    before = gc.mem_alloc()
+    for _ in range(5):
+        info()
+    gc.collect()
+    assert gc.mem_alloc() - before < 512, gc.mem_alloc() - before  # app.admin is ~2 KB

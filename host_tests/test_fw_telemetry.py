@@ -67,3 +67,32 @@ def test_with_age_marks_late_delivery():
     assert late == {"seq": 4, "uptime_s": 10, "age_s": 25}
     assert telemetry.with_age(p, 0) == p
     assert telemetry.with_age(p, -3) == p
+
+
+def test_epoch_offsets_of_the_two_port_epochs():
+    assert telemetry.epoch_offset_s(1970) == 0
+    assert telemetry.epoch_offset_s(2000) == 946_684_800  # the ESP32 port's epoch
+    assert telemetry.epoch_offset_s(2001) == 946_684_800 + 366 * 86400  # 2000 was leap
+    import time
+
+    assert telemetry.EPOCH_OFFSET_S == telemetry.epoch_offset_s(time.gmtime(0)[0])
+
+
+def test_ts_is_unix_time_whatever_the_port_epoch():
+    esp32 = telemetry.epoch_offset_s(2000)
+    # An ESP32 whose RTC was set to 2026-01-01 00:00 UTC: time.time() counts from 2000.
+    assert telemetry.wall_time_s(1_767_225_600 - esp32, esp32) == 1_767_225_600
+    assert telemetry.wall_time_s(1_767_225_600, 0) == 1_767_225_600  # the unix port
+    # Just after power-on an ESP32 says 2000-01-01 (plus uptime): no timestamp then.
+    assert telemetry.wall_time_s(0, esp32) is None
+    assert telemetry.wall_time_s(86400 * 30, esp32) is None
+    assert telemetry.wall_time_s(1_500_000_000, 0) is None
+
+
+def test_ts_on_this_interpreter_is_now_in_unix_seconds():
+    import time
+
+    ts = telemetry.wall_time_s()
+    assert ts is not None  # the host's clock is set
+    assert abs(ts - (int(time.time()) + telemetry.EPOCH_OFFSET_S)) <= 1
+    assert ts > 1_700_000_000

@@ -237,8 +237,32 @@ def test_run_host_dry_run_names_the_paths(tmp_path):
     assert cfg["broker"] == {"host": "127.0.0.1", "port": 1999} and cfg["interval_s"] == 3
 
 
+def test_run_host_mpy_and_another_vm_dry_run(tmp_path):
+    vm = tmp_path / "micropython32"
+    vm.write_text("#!/bin/sh\n")
+    vm.chmod(0o755)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(TOOLS, "run_host.py"),
+            "--dry-run",
+            "--mpy",
+            "--micropython",
+            str(vm),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, MICROPY_TICKS_LEAD_MS="2000"),
+    )
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    mpy = os.path.join(ROOT, "build", "run", "mpy")
+    assert line.startswith("MICROPY_TICKS_LEAD_MS=2000 MICROPYPATH=" + os.path.join(mpy, "lib"))
+    assert "%s -X heapsize=128K %s" % (vm, os.path.join(mpy, "main.py")) in line
+
+
 def test_run_host_rejects_bad_arguments():
-    for args in (["--port", "0"], ["--interval", "0"]):
+    for args in (["--port", "0"], ["--interval", "0"], ["--micropython", "/nonexistent/vm"]):
         out = subprocess.run(
             [sys.executable, os.path.join(TOOLS, "run_host.py")] + args,
             capture_output=True,

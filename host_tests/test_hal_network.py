@@ -32,7 +32,7 @@ def test_up_retries_with_exponential_backoff():
         net.up(timeout_ms=15000)
         assert net.isconnected() and net.attempts == 4
         backoffs = [ms for ms in clk.sleeps if ms >= 500]
-        assert backoffs == [500, 1000, 2000]
+        assert backoffs == [500, 1000, 1000, 1000]  # 2 s waited in 1 s steps (watchdog)
         assert w.disconnects == 3  # each failed attempt is cleaned up
 
 
@@ -45,6 +45,25 @@ def test_up_gives_up_at_the_timeout_with_the_reason():
         assert e.args[1] == "wifi: not connected: wrong password"
         assert ticks_diff(clk.now_ms(), t0) <= 5000
         assert net.attempts >= 3 and not net.isconnected()
+
+
+def test_up_feeds_the_watchdog_at_least_every_second_however_long_it_waits():
+    with fakes.installed() as f:
+        f.network.in_range = False
+        net, clk, w = _net(f, dict(CFG, timeout_s=300))
+        feeds = []
+
+        def feed():
+            feeds.append(clk.now_ms())
+
+        t0 = clk.now_ms()
+        raises(NetworkError, net.up, 300_000, feed)
+        took = ticks_diff(clk.now_ms(), t0)
+        assert 299_000 <= took <= 300_000
+        gaps = [ticks_diff(feeds[i + 1], feeds[i]) for i in range(len(feeds) - 1)]
+        assert ticks_diff(feeds[0], t0) == 0 and ticks_diff(clk.now_ms(), feeds[-1]) <= 1000
+        assert max(gaps) <= 1000, max(gaps)
+        assert net.attempts > 30  # kept retrying, with backoff up to 8 s
 
 
 def test_an_attempt_that_hangs_is_abandoned_and_retried():

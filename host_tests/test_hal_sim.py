@@ -29,11 +29,14 @@ def test_network_is_up_except_during_scripted_outages():
 def test_up_waits_out_a_short_outage_and_fails_on_a_long_one():
     n, clk = _net([[0, 3], [10, 60]])
     n.up(timeout_ms=5000)
-    assert n.isconnected() and clk.sleeps == [3000]
+    assert n.isconnected() and clk.sleeps == [1000, 1000, 1000]  # in 1 s steps, as a board
     clk.advance(7000)
     assert not n.isconnected() and n.rssi() is None and n.ip() is None
-    e = raises(NetworkError, n.up, 5000)
+    feeds = []
+    e = raises(NetworkError, n.up, 5000, lambda: feeds.append(1))
     assert isinstance(e, OSError) and "outage" in e.args[1]
+    assert len(feeds) == 5 and max(clk.sleeps) <= 1000  # the watchdog fed every second
+    assert not n.check() and n.status_name() == "sim outage"
 
 
 def test_down_until_up():
@@ -143,3 +146,18 @@ def test_host_board_builds_without_hardware_modules():
     assert "temperature_c" in hw.sensors[0].read()
     raises(Reboot, hw.system.reset)
     assert [m for m in ("machine", "network", "esp32") if m in sys.modules] == before
+
+
+def test_sim_time_runs_on_past_half_the_ticks_period():
+    # ticks_diff from one start tick turns negative after 2**29 ms (6.2 days): the sim's
+    # outages and its daily cycle count time from successive readings instead.
+    n, clk = _net([[8 * 86400 + 1800, 60]])  # an outage half an hour into day 9
+    s, sclk = _sensor()
+    for _ in range(8 * 24):
+        clk.advance(3_600_000)
+        sclk.advance(3_600_000)
+        assert n.isconnected() and n.elapsed_ms() > 0
+        s.read()
+    assert n.elapsed_ms() == 8 * 86_400_000
+    clk.advance(1_801_000)
+    assert not n.isconnected()  # the outage came on time, after more than one wrap

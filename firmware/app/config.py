@@ -34,6 +34,12 @@ BROKER = {
     "keepalive_s": (_INT, 60, 0, 65535),
     "clean_session": (_BOOL, False),
     "client_id": (_OSTR, None),
+    "timeout_s": (_INT, 5, 1, 60),
+}
+
+NTP = {
+    "host": (_OSTR, "pool.ntp.org"),  # null or "": no time sync
+    "timeout_s": (_INT, 2, 1, 10),
 }
 
 SCHEMA = {
@@ -53,15 +59,22 @@ SCHEMA = {
     "sim": (_DICT, {}),
     "wifi": (_SECTION, WIFI),
     "broker": (_SECTION, BROKER),
+    "ntp": (_SECTION, NTP),
 }
 
-SECTIONS = {"wifi": WIFI, "broker": BROKER}
-
-# (section, key) pairs whose values are never printed or echoed.
-SECRETS = (("wifi", "password"), ("broker", "password"))
+SECTIONS = {"wifi": WIFI, "broker": BROKER, "ntp": NTP}
 
 # Settings the running node applies at once; any other change needs a reboot.
 LIVE = ("interval_s", "qos", "ha_discovery", "awake_s", "backoff_max_s")
+
+
+# The longest a blocking call may take (ms). The main loop feeds the watchdog before each
+# of them, so watchdog_s must outlast the longest, with a margin for the loop's own work.
+_DNS_MS = 15_000  # a name lookup: lwIP asks each DNS server 4 times over about 7 s
+_TLS_MS = 5_000  # a TLS handshake on an ESP32 (RSA-2048 takes 1-3 s)
+_MQTT_WAITS = 4  # waits of broker.timeout_s in one connect: TCP, CONNACK and two SUBACKs
+_WIFI_STEP_MS = 1_000  # joining WiFi feeds the watchdog at least this often
+_WDT_MARGIN_MS = 5_000
 
 
 class ConfigError(ValueError):
@@ -133,6 +146,60 @@ def _fill(schema, raw, prefix, problems):
     return out
 
 
+def _numeric(host):
+    """True for an IPv4 or IPv6 address: connecting to it needs no DNS lookup."""
+    if ":" in host:
+        return True
+    for c in host:
+        if not ("0" <= c <= "9" or c == "."):
+            return False
+    return bool(host)
+
+
+def blocking_ms(cfg):
+    """(what, ms): the blocking call that may take longest with this configuration."""
+    b = cfg["broker"]
+    what = "an MQTT connect (broker.timeout_s x 4"
+    ms = _MQTT_WAITS * 1000 * b["timeout_s"]
+    if not _numeric(b["host"]):
+        ms += _DNS_MS
+        what += ", DNS"
+    if b["tls"]:
+        ms += _TLS_MS
+        what += ", TLS"
+    ntp = cfg["ntp"]
+    if ntp["host"]:
+        n = 1000 * ntp["timeout_s"] + (0 if _numeric(ntp["host"]) else _DNS_MS)
+        if n > ms:
+            return "an NTP query (ntp.timeout_s, DNS)", n
+    if _WIFI_STEP_MS > ms:
+        return "a WiFi step", _WIFI_STEP_MS
+    return what + ")", ms
+
+
+def watchdog_problem(cfg):
+    """None when watchdog_s is 0 (off) or outlasts every blocking call, else the message
+    (naming the shortest usable value, never the configured one) and that value."""
+    wdt = cfg["watchdog_s"]
+    what, ms = blocking_ms(cfg)
+    need = (ms + _WDT_MARGIN_MS + 999) // 1000
+    if not wdt or wdt >= need:
+        return None, need
+    msg = "watchdog_s: must be 0 (off) or at least %d s: %s can block %d s" % (
+        need,
+        what,
+        (ms + 999) // 1000,
+    )
+    return msg, need
+
+
+def _check_watchdog(cfg, problems):
+    msg, need = watchdog_problem(cfg)
+    if msg:
+        problems.append(msg + " (using %d)" % need)
+        cfg["watchdog_s"] = need
+
+
 def validate(raw):
     """Validate a parsed config object. Returns (config, problems): a complete config
     dict with every default filled in, and a list of messages (wrong types, values out of
@@ -146,6 +213,7 @@ def validate(raw):
         raise ConfigError(
             'config.json: broker.host is missing (e.g. "broker": {"host": "192.168.1.10"})'
         )
+    _check_watchdog(cfg, problems)
     return cfg, problems
 
 
@@ -167,13 +235,11 @@ def load(path="config.json"):
 
 
 def redacted(cfg):
-    """A copy of cfg with every non-empty secret replaced by "***", safe to print."""
-    out = _copy(cfg)
-    for section, key in SECRETS:
-        sub = out.get(section)
-        if type(sub) is dict and sub.get(key):
-            sub[key] = "***"
-    return out
+    """A copy of cfg with every non-empty secret replaced by "***", safe to print (the
+    list of secrets is app.admin's, which shows the config without loading this module)."""
+    from app.admin import redacted as _redacted
+
+    return _redacted(cfg)
 
 
 def _spec_for(name):
@@ -207,6 +273,13 @@ def change(cfg, raw, changes):
         if name == "broker.host" and not changes[name]:
             raise ValueError("broker.host: must not be empty")
         found.append(where)
+    trial = _copy(cfg)
+    for i, name in enumerate(changes):
+        section, key, _ = found[i]
+        (trial if section is None else trial[section])[key] = changes[name]
+    msg, _ = watchdog_problem(trial)
+    if msg:
+        raise ValueError(msg)
     names = []  # type: list[str]
     for name in changes:
         section, key, _ = found[len(names)]
@@ -259,3 +332,4 @@ def board_defaults(cfg, raw, defaults, problems):
             cfg[k] = _copy(defaults[key])
         else:
             cfg[section][k] = _copy(defaults[key])
+    _check_watchdog(cfg, problems)

@@ -2,7 +2,8 @@
 # per reading field and one for the LED switch, under <ha_prefix>/<component>/<node>/...,
 # so the node shows up in Home Assistant with no configuration there. Payloads use Home
 # Assistant's documented abbreviations and a "~" base topic to stay small: the client's
-# packet buffer is fixed at construction.
+# packet buffer is fixed at construction. The node imports this module after each
+# connect and forgets it again (see app.node).
 import json
 
 # field -> (name, unit, device_class, diagnostic). Fields not listed get no entity.
@@ -25,13 +26,15 @@ def _device(key, device_id, board, version):
     return {"ids": [key], "name": "mote " + device_id, "mdl": board, "sw": version, "mf": "mote"}
 
 
-def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True):
-    """The discovery messages as a list of (topic bytes, payload bytes); publish each retained.
-    fields: the reading's keys (only those in FIELDS become sensors)."""
+def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True, out=None):
+    """The discovery messages as a list of (topic bytes, payload bytes); publish each
+    retained. fields: the reading's keys (only those in FIELDS become sensors). With out (a
+    function of topic and payload) each message goes there as soon as it is made instead,
+    and the list stays empty: only one payload exists at a time."""
     key = node_key(prefix, device_id)
     base = prefix + "/" + device_id
     dev = _device(key, device_id, board, version)
-    out = []
+    made = []
     for f in fields:
         meta = FIELDS.get(f)
         if meta is None:
@@ -50,8 +53,7 @@ def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True)
         }
         if meta[3]:
             cfg["ent_cat"] = "diagnostic"
-        topic = ha_prefix + "/sensor/" + key + "/" + f + "/config"
-        out.append((topic.encode(), json.dumps(cfg).encode()))
+        _emit(made, out, ha_prefix + "/sensor/" + key + "/" + f + "/config", cfg)
     if has_led:
         cfg = {
             "~": base,
@@ -67,6 +69,38 @@ def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True)
             "avty_t": "~/status",
             "dev": dev,
         }
-        topic = ha_prefix + "/switch/" + key + "/led/config"
-        out.append((topic.encode(), json.dumps(cfg).encode()))
-    return out
+        _emit(made, out, ha_prefix + "/switch/" + key + "/led/config", cfg)
+    return made
+
+
+def _emit(made, out, topic, cfg):
+    msg = (topic.encode(), json.dumps(cfg).encode())
+    if out is None:
+        made.append(msg)
+    else:
+        out(msg[0], msg[1])
+
+
+def announce(node):
+    """Publish node's discovery messages, retained, at QoS 1, one at a time. The reading's
+    fields come from the first reading (one is taken now if there was none yet)."""
+    from app import VERSION, telemetry
+
+    if node._fields is None:
+        r = telemetry.sample(node.hw.sensors, 0, 0, node._rssi(), node._sensor_error)
+        node._fields = list(r)
+    cfg = node.cfg
+
+    def publish(topic, payload):
+        node._publish(topic, payload, True, 1)
+
+    messages(
+        cfg["ha_prefix"],
+        cfg["prefix"],
+        node.device_id,
+        node.hw.name,
+        VERSION,
+        node._fields,
+        True,
+        publish,
+    )

@@ -3,9 +3,13 @@
 # oldest records first and counts them; records come out oldest first.
 #
 # Record layout: u16 payload length, u32 sample time (node seconds), payload bytes. A
-# record may wrap around the end of the buffer.
+# record may wrap around the end of the buffer. Times and the dropped count are kept
+# below 2**30 (34 years of node time): an ESP32's small ints end there and anything
+# larger, even a 32-bit mask, would allocate. push() and pop() allocate nothing unless a
+# payload wraps around the buffer end.
 
 _HDR = 6
+_T_MASK = 0x3FFFFFFF  # 2**30 - 1: the largest small int on a 32-bit port
 
 
 class Ring:
@@ -35,47 +39,65 @@ class Ring:
             return bytes(self._buf[off : off + n])
         return bytes(self._buf[off:cap]) + bytes(self._buf[0 : n - (cap - off)])
 
-    def _hdr(self, off):
-        h = self._get(off, _HDR)
-        return (h[0] << 8) | h[1], (h[2] << 24) | (h[3] << 16) | (h[4] << 8) | h[5]
+    def _byte(self, off):
+        return self._buf[off % self.capacity]
+
+    def _hdr_len(self, off):
+        return (self._byte(off) << 8) | self._byte(off + 1)
+
+    def _hdr_time(self, off):
+        return (
+            ((self._byte(off + 2) & 0x3F) << 24)
+            | (self._byte(off + 3) << 16)
+            | (self._byte(off + 4) << 8)
+            | self._byte(off + 5)
+        )
 
     def push(self, t_s, payload):
-        """Keep payload (bytes) sampled at node time t_s (seconds). Drops the oldest
-        records until it fits; a payload that can never fit is dropped and counted.
-        Returns the number of records dropped by this call."""
-        need = _HDR + len(payload)
-        if need > self.capacity or len(payload) > 0xFFFF:
-            self.dropped += 1
+        """Keep payload (bytes) sampled at node time t_s (seconds, kept modulo 2**30).
+        Drops the oldest records until it fits; a payload that can never fit is dropped
+        and counted. Returns the number of records dropped by this call."""
+        n = len(payload)
+        need = _HDR + n
+        if need > self.capacity or n > 0xFFFF:
+            self._count_dropped(1)
             return 1
         lost = 0
         while self.capacity - self.used < need:
             self.pop()
             lost += 1
-        self.dropped += lost
-        off = (self._head + self.used) % self.capacity
-        n = len(payload)
-        t_s &= 0xFFFFFFFF
-        hdr = bytes(
-            (n >> 8, n & 0xFF, t_s >> 24, (t_s >> 16) & 0xFF, (t_s >> 8) & 0xFF, t_s & 0xFF)
-        )
-        self._put(off, hdr)
-        self._put((off + _HDR) % self.capacity, payload)
+        self._count_dropped(lost)
+        cap = self.capacity
+        buf = self._buf
+        off = (self._head + self.used) % cap
+        t_s &= _T_MASK
+        buf[off] = n >> 8
+        buf[(off + 1) % cap] = n & 0xFF
+        buf[(off + 2) % cap] = t_s >> 24
+        buf[(off + 3) % cap] = (t_s >> 16) & 0xFF
+        buf[(off + 4) % cap] = (t_s >> 8) & 0xFF
+        buf[(off + 5) % cap] = t_s & 0xFF
+        self._put((off + _HDR) % cap, payload)
         self.used += need
         self.count += 1
         return lost
+
+    def _count_dropped(self, n):
+        if self.dropped < _T_MASK - n:  # saturates instead of growing a long int
+            self.dropped += n
 
     def peek(self):
         """(t_s, payload bytes) of the oldest record, or None when empty. Allocates."""
         if not self.count:
             return None
-        n, t_s = self._hdr(self._head)
-        return t_s, self._get((self._head + _HDR) % self.capacity, n)
+        h = self._head
+        return self._hdr_time(h), self._get((h + _HDR) % self.capacity, self._hdr_len(h))
 
     def pop(self):
         """Forget the oldest record (after it was delivered)."""
         if not self.count:
             return
-        n, _ = self._hdr(self._head)
+        n = self._hdr_len(self._head)
         self._head = (self._head + _HDR + n) % self.capacity
         self.used -= _HDR + n
         self.count -= 1
@@ -85,8 +107,8 @@ class Ring:
 
     def to_bytes(self):
         """The records, oldest first, as one bytes object (for RTC memory), prefixed with
-        the dropped count (u32)."""
-        d = self.dropped & 0xFFFFFFFF
+        the dropped count (u32, below 2**30)."""
+        d = self.dropped
         out = bytearray((d >> 24, (d >> 16) & 0xFF, (d >> 8) & 0xFF, d & 0xFF))
         if self.used:
             out += self._get(self._head, self.used)
@@ -98,14 +120,14 @@ class Ring:
         if len(data) < 4:
             raise ValueError("ring data too short", len(data))
         self._head = self.used = self.count = 0
-        self.dropped = (data[0] << 24) | (data[1] << 16) | (data[2] << 8) | data[3]
+        self.dropped = ((data[0] & 0x3F) << 24) | (data[1] << 16) | (data[2] << 8) | data[3]
         off = 4
         while off < len(data):
             if off + _HDR > len(data):
                 raise ValueError("ring data truncated", off)
             n = (data[off] << 8) | data[off + 1]
             t_s = (
-                (data[off + 2] << 24)
+                ((data[off + 2] & 0x3F) << 24)
                 | (data[off + 3] << 16)
                 | (data[off + 4] << 8)
                 | data[off + 5]

@@ -4,15 +4,37 @@
 import json
 import time
 
-# time.time() above this means the real-time clock was set (NTP or the host's clock);
-# before that it counts from the port's epoch and a timestamp would mislead.
-_CLOCK_SET_S = 1_600_000_000
+
+def epoch_offset_s(year):
+    """Seconds from 1970-01-01 to 1 January of year (a port's epoch): 0 for 1970,
+    946684800 for 2000 (the ESP32 and the other bare-metal ports)."""
+    days = 365 * (year - 1970)
+    for y in range(1970, year):
+        if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0):
+            days += 1
+    return days * 86400
 
 
-def wall_time_s():
-    """Seconds since 1970 when the clock is set, else None."""
-    t = time.time()
-    return int(t) if t > _CLOCK_SET_S else None
+# time.time() counts from the port's epoch: 1970 on the unix port and CPython, 2000 on an
+# ESP32. Readings carry Unix seconds whatever the port.
+EPOCH_OFFSET_S = epoch_offset_s(time.gmtime(0)[0])
+
+# Unix time above this means the clock was set (NTP, or the host's clock): an ESP32
+# starts at its epoch on power-on, and a timestamp from then would mislead.
+CLOCK_SET_S = 1_600_000_000
+
+
+def wall_time_s(port_s=None, offset_s=None):
+    """Unix seconds (since 1970) when the clock is set, else None. port_s is time.time()
+    (default: now) in the port's epoch, offset_s that epoch (default: this port's).
+    Allocates on an ESP32 (Unix time is beyond its 2**30 small ints): JSON edge only."""
+    if port_s is None:
+        port_s = time.time()
+    if offset_s is None:
+        offset_s = EPOCH_OFFSET_S
+    if port_s <= CLOCK_SET_S - offset_s:
+        return None
+    return int(port_s) + offset_s
 
 
 def sample(sensors, seq, uptime_s, rssi=None, sensor_error_type=Exception):

@@ -1,6 +1,6 @@
 # Fakes of the ESP32 port's hardware modules (machine, network, esp32, dht, onewire,
-# ds18x20, neopixel) for host tests on both interpreters. They live in this package, not
-# on sys.path, and enter sys.modules only between install() and uninstall():
+# ds18x20, neopixel, ntptime) for host tests on both interpreters. They live in this
+# package, not on sys.path, and enter sys.modules only between install() and uninstall():
 #
 #     with fakes.installed() as f:
 #         f.machine.attach(0, 0x76, f.machine.I2CRegisters({0xD0: 0x60}))
@@ -9,14 +9,14 @@
 # install() resets every fake's state, so tests do not see each other's scripts.
 import sys
 
-NAMES = ("machine", "network", "esp32", "dht", "onewire", "ds18x20", "neopixel")
+NAMES = ("machine", "network", "esp32", "dht", "onewire", "ds18x20", "neopixel", "ntptime")
 
 _saved = {}
 _missing = object()
 
 
 def _load():
-    from fakes import dht, ds18x20, esp32, machine, neopixel, network, onewire
+    from fakes import dht, ds18x20, esp32, machine, neopixel, network, ntptime, onewire
 
     return {
         "machine": machine,
@@ -26,6 +26,7 @@ def _load():
         "onewire": onewire,
         "ds18x20": ds18x20,
         "neopixel": neopixel,
+        "ntptime": ntptime,
     }
 
 

@@ -67,6 +67,9 @@ class MCUSystem:
         return self._machine.unique_id()
 
     def mem_free(self):
+        """Free heap in bytes after a full collection (without one, garbage that is
+        merely unreachable counts as used and the figure wanders with the loop)."""
+        gc.collect()
         return gc.mem_free()
 
     def reset(self):

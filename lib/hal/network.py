@@ -7,6 +7,7 @@ from mote.compat import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 _ETIMEDOUT = const(110)
 _POLL_MS = const(100)  # status poll period while associating
 _ATTEMPT_MS = const(10_000)  # give up on one association after this long
+_FEED_MS = const(1_000)  # up(): longest sleep between two calls of feed()
 _BACKOFF_MIN_MS = const(500)
 _BACKOFF_MAX_MS = const(8_000)
 
@@ -25,7 +26,7 @@ _FAILURES = (
 
 class Network:
     """The WiFi station. cfg is config["wifi"]: ssid, password, hostname, static
-    ({"ip", "netmask", "gateway", "dns"}), timeout_s.
+    ({"ip", "netmask", "gateway", "dns"}), timeout_s (up()'s default time limit).
 
     clock and sleep (ticks_ms / sleep_ms by default) are for tests. Counters: attempts
     (association attempts), losses (connected -> not connected seen), reconnects."""
@@ -72,12 +73,16 @@ class Network:
 
     def status_name(self):
         """The last association failure as text, or None."""
+        if not self._ssid:
+            return "no ssid configured"
         return self._failures.get(self.last_status)
 
-    def up(self, timeout_ms=None):
+    def up(self, timeout_ms=None, feed=None):
         """Connect, retrying with exponential backoff (0.5 s doubling to 8 s) until
-        timeout_ms (default: wifi.timeout_s, 15 s). Returns when connected; raises
-        NetworkError(ETIMEDOUT, message naming the last failure) when it could not."""
+        timeout_ms (default: wifi.timeout_s, 15 s). feed() (the watchdog's) is called at
+        least every second while it waits, so a long timeout never starves the watchdog.
+        Returns when connected; raises NetworkError(ETIMEDOUT, message naming the last
+        failure) when it could not."""
         if timeout_ms is None:
             timeout_ms = self.timeout_ms
         if self.isconnected():
@@ -89,6 +94,8 @@ class Network:
         backoff = _BACKOFF_MIN_MS
         self.last_status = None
         while True:
+            if feed is not None:
+                feed()
             self._start()
             attempt_end = ticks_add(self._clock(), _ATTEMPT_MS)
             while True:
@@ -102,17 +109,28 @@ class Network:
                 now = self._clock()
                 if ticks_diff(deadline, now) <= 0 or ticks_diff(attempt_end, now) <= 0:
                     break
+                if feed is not None:
+                    feed()
                 self._sleep(_POLL_MS)
             self._wlan.disconnect()
             left = ticks_diff(deadline, self._clock())
             if left <= 0:
                 break
-            self._sleep(backoff if backoff < left else left)
+            self._pause(backoff if backoff < left else left, feed)
             if ticks_diff(deadline, self._clock()) <= 0:
                 break
             backoff = backoff * 2 if backoff < _BACKOFF_MAX_MS // 2 else _BACKOFF_MAX_MS
         why = self.status_name()
         raise NetworkError(_ETIMEDOUT, "wifi: not connected: " + why if why else "wifi: timeout")
+
+    def _pause(self, ms, feed):
+        # Sleep ms in steps of at most _FEED_MS, feeding the watchdog before each.
+        while ms > 0:
+            if feed is not None:
+                feed()
+            step = _FEED_MS if ms > _FEED_MS else ms
+            self._sleep(step)
+            ms -= step
 
     def _connected(self):
         if self.losses > self.reconnects:
@@ -134,8 +152,9 @@ class Network:
 
     def check(self):
         """Non-blocking link maintenance for the main loop: when the link is down and the
-        last attempt failed or ran out of time, start one re-association, at most once per
-        backoff period (0.5 s doubling to 8 s). Returns isconnected()."""
+        last attempt failed or ran out of time (10 s), start one association,
+        at most once per backoff period (0.5 s doubling to 8 s). Returns isconnected().
+        Never waits: the radio associates in the background."""
         if self.isconnected():
             return True
         if not self._ssid:

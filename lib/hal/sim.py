@@ -16,6 +16,25 @@ _RTC_MAX = const(2048)
 _HOST_MEM_FREE = const(1_000_000)  # CPython has no gc.mem_free(): a fixed, plausible value
 
 
+class _Elapsed:
+    """Milliseconds since start, from successive clock readings: it runs on across the
+    ticks wrap, where a difference from the start tick would turn negative after half the
+    period (6.2 days on a 32-bit port). Read it at least that often."""
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._last = fn()
+        self._ms = 0
+
+    def ms(self):
+        now = self._fn()
+        d = ticks_diff(now, self._last)
+        if d > 0:
+            self._ms += d
+        self._last = now
+        return self._ms
+
+
 class SimNetwork:
     """Always up, except during config["sim"]["wifi_outages"]: a list of [at_s, for_s]
     (seconds after start, or after set_clock) and after down() until the next up()."""
@@ -29,16 +48,17 @@ class SimNetwork:
         self._sleep = sleep
         self.set_clock(clock)
         self.ups = 0
+        self.checks = 0
 
     def set_clock(self, fn, sleep=None):
         """Use fn() (ms) as the clock from now on; outages count from this moment."""
         self._clock = fn
-        self._t0 = fn()
+        self._elapsed = _Elapsed(fn)
         if sleep is not None:
             self._sleep = sleep
 
     def elapsed_ms(self):
-        return ticks_diff(self._clock(), self._t0)
+        return self._elapsed.ms()
 
     def _outage_left_ms(self):
         t = self.elapsed_ms()
@@ -50,23 +70,35 @@ class SimNetwork:
     def isconnected(self):
         return self._powered and not self._outage_left_ms()
 
-    def up(self, timeout_ms=15000):
+    def up(self, timeout_ms=15000, feed=None):
         """Returns at once unless in an outage; then waits for its end if that is within
-        timeout_ms, else raises NetworkError."""
+        timeout_ms, else raises NetworkError. Waits in steps of at most 1 s, calling
+        feed() (the watchdog's) before each, as the real Network does."""
         self._powered = True
         self.ups += 1
         left = self._outage_left_ms()
         if not left:
             return
-        if left > timeout_ms:
-            self._sleep(timeout_ms)
-            raise NetworkError(_ETIMEDOUT, "wifi: not connected: sim outage")
-        self._sleep(left)
-        if self._outage_left_ms():  # a second outage right after the first
+        self._pause(timeout_ms if left > timeout_ms else left, feed)
+        if self._outage_left_ms():  # not over in time, or a second outage right after
             raise NetworkError(_ETIMEDOUT, "wifi: not connected: sim outage")
 
+    def _pause(self, ms, feed):
+        while ms > 0:
+            if feed is not None:
+                feed()
+            step = 1000 if ms > 1000 else ms
+            self._sleep(step)
+            ms -= step
+
     def check(self):
+        """Non-blocking, as the real one: powers the radio on and reports the link."""
+        self._powered = True
+        self.checks += 1
         return self.isconnected()
+
+    def status_name(self):
+        return "sim outage" if self._outage_left_ms() else None
 
     def rssi(self):
         return self._rssi if self.isconnected() else None
@@ -131,7 +163,7 @@ class SimSensor:
 
     def set_clock(self, fn):
         self._clock = fn
-        self._t0 = fn()
+        self._elapsed = _Elapsed(fn)
 
     def inject(self, kind, count=1):
         """The next count reads show fault kind (count -1: until clear())."""
@@ -157,7 +189,7 @@ class SimSensor:
     def read(self):
         """Returns {"temperature_c", "humidity_pct", "pressure_hpa"}; raises SensorError
         for an injected bus or CRC fault."""
-        t_ms = ticks_diff(self._clock(), self._t0)
+        t_ms = self._elapsed.ms()
         fault = self._fault(t_ms)
         if fault == "bus":
             raise SensorError("sim: bus error", 5)
@@ -214,8 +246,12 @@ class SimSystem:
         return self._uid
 
     def mem_free(self):
+        """Free heap in bytes after a full collection, as on a board."""
         f = getattr(gc, "mem_free", None)
-        return f() if f is not None else _HOST_MEM_FREE
+        if f is None:
+            return _HOST_MEM_FREE
+        gc.collect()
+        return f()
 
     def reset(self):
         raise Reboot()

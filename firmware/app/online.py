@@ -1,0 +1,41 @@
+# app.online: connecting to the broker and announcing the node (layer: firmware). Runs
+# once per connection, so the node imports it for that and forgets it again.
+import json
+
+from app.log import log
+from hal import unload
+
+
+def connect(node):
+    """Connect (with the session kept in RTC memory in deep-sleep mode) and subscribe to
+    the node's commands. Raises OSError or MQTTException."""
+    b = node.cfg["broker"]
+    if node._session_blob:
+        from app import deep
+
+        deep.session_restore(node.client, node._session_blob)
+        node._session_blob = b""
+    log("connecting to", b["host"], "port", b["port"] or "default", "as", node.device_id)
+    node.client.connect(b["clean_session"])
+    node.client.subscribe(node.cmd_filter, 1)
+    node._connected_once = True
+
+
+def announce(node):
+    """Status online (retained), the config problems (or clearing an old report), and
+    Home Assistant discovery."""
+    log("connected; status online on", node.t_status.decode())
+    node._publish(node.t_status, b"online", True, 1)
+    if node.problems:
+        err = json.dumps({"error": "; ".join(node.problems)}).encode()
+        node._publish(node.t_error, err, True, 1)
+    elif not node._error_cleared:
+        node._publish(node.t_error, b"", True, 1)  # clears a report from an earlier boot
+    node._error_cleared = True
+    if node.cfg["ha_discovery"]:
+        from app import ha
+
+        try:
+            ha.announce(node)
+        finally:
+            unload("app.ha")

@@ -1,0 +1,118 @@
+# app.setup: what runs once per boot (layer: firmware): read and check config.json, lay the
+# board's defaults over it, build the hardware, make the MQTT client, restore the state
+# kept in RTC memory and start the watchdog. The node forgets this module (and app.config)
+# once it has started, so none of it stays in the heap.
+import json
+
+from app import VERSION
+from app.log import log
+from hal import unload
+
+_RTC_MAGIC = b"MOTE1"
+_DEEP_OUTBOX = 1024  # deep sleep: client outbox bytes (its session goes to RTC memory)
+
+
+def boot(config_path):
+    """(cfg, raw, problems, hw), or None when config.json cannot work at all (missing,
+    not JSON, no broker host): that is logged with what to do. app.config is forgotten
+    before the hardware is built, so its code is gone before the buffers are made."""
+    import board as board_mod
+
+    import hal
+    from app import config as config_mod
+
+    try:
+        cfg, raw, problems = config_mod.load(config_path)
+    except config_mod.ConfigError as e:
+        log("config error:", e.args[0])
+        log("fix", config_path, "and reset the board (nothing else runs until then)")
+        return None
+    finally:
+        unload("app.config")
+    board = board_mod.BOARD
+    unload("board")  # the merged copy in hw.board is what stays
+    board_mod = None
+    config_mod.board_defaults(cfg, raw, board.get("defaults"), problems)
+    config_mod = None
+    return cfg, raw, problems, hal.build(board, cfg)
+
+
+def make_client(cfg, client_id):
+    """The real MQTT client for cfg["broker"] (not connected yet). In deep-sleep mode its
+    outbox is small enough for the session to fit RTC memory with the node's state."""
+    from mote import MQTTClient
+
+    b = cfg["broker"]
+    params = {}
+    if b["tls"] and b["ca"]:
+        params["cafile"] = b["ca"]
+    deep = cfg["sleep"] == "deep"
+    return MQTTClient(
+        client_id,
+        b["host"],
+        b["port"],
+        b["user"],
+        b["password"],
+        b["keepalive_s"],
+        True if b["tls"] else None,
+        params,
+        reconnect=True,
+        max_inflight=4 if deep else 8,
+        outbox_size=_DEEP_OUTBOX if deep else 2048,
+        timeout_ms=b["timeout_s"] * 1000,
+        backoff_max_ms=cfg["backoff_max_s"] * 1000,
+    )
+
+
+def start(node):
+    """Node.start(): restore RTC state, start the watchdog, log the problems and what
+    runs."""
+    _rtc_restore(node)
+    wdt_s = node.cfg["watchdog_s"]
+    if wdt_s:
+        node.hw.system.wdt_start(wdt_s * 1000)
+    for p in node.problems:
+        log("problem:", p)
+    log(
+        "mote",
+        VERSION,
+        "board",
+        node.hw.name,
+        "id",
+        node.device_id,
+        "interval",
+        node.interval_s,
+        "s",
+        "deep sleep" if node.deep else "",
+    )
+
+
+def _rtc_restore(node):
+    # Layout (Node._rtc_save): magic, u16 + JSON head, u16 + ring bytes, session blob.
+    try:
+        data = node.hw.system.rtc_read()
+    except OSError as e:
+        log("could not read RTC state:", e)
+        return
+    n = len(_RTC_MAGIC)
+    if len(data) < n + 4 or data[:n] != _RTC_MAGIC:
+        return  # power-on: RTC memory holds nothing of ours
+    try:
+        hl = (data[n] << 8) | data[n + 1]
+        head = json.loads(data[n + 2 : n + 2 + hl])
+        off = n + 2 + hl
+        rl = (data[off] << 8) | data[off + 1]
+        ring = data[off + 2 : off + 2 + rl]
+        blob = data[off + 2 + rl :]
+        node.seq = int(head.get("seq", 0))
+        node._fresh_boot = False
+        node.commands.restore_keys(head.get("ids", []))
+        if node.deep and head.get("deep"):
+            node._secs = int(head.get("up", 0))
+            node.interval_s = int(head.get("iv", node.interval_s))
+            node._ntp_secs = int(head.get("nt", -1))
+            if ring:
+                node.ring.load(ring)
+            node._session_blob = bytes(blob)
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        log("RTC state unreadable, starting afresh:", e)
