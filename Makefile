@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MPY    := $(VENV)/bin/micropython
 
-.PHONY: test test-cpython test-micropython check size bench-codec bench run flash deploy repl clean
+.PHONY: test test-cpython test-micropython test-micropython32 check size bench-codec bench memory run flash deploy repl clean
 
 $(VENV)/.test-stamp: requirements/test.txt
 	@echo "setting up $(VENV) with the pinned host tooling (one-time)..."
@@ -25,6 +25,10 @@ test-cpython: $(VENV)/.test-stamp
 
 test-micropython: $(VENV)/.test-stamp
 	$(PY) tools/runtests.py --micropython-only
+
+# the 32-bit VM alone (../shared/micropython32/micropython, or MOTE_MICROPYTHON32=path)
+test-micropython32: $(VENV)/.test-stamp
+	$(PY) tools/runtests.py --micropython32-only
 
 check: $(VENV)/.tools-stamp
 	$(VENV)/bin/ruff check lib firmware boards host_tests tools
@@ -47,6 +51,13 @@ bench: $(VENV)/.bench-stamp
 	@sh tools/ensure_mosquitto.sh
 	$(PY) tools/bench/run.py $(BENCH_ARGS)
 
+# RAM on the 32-bit VM -> docs/memory.md (about 10 minutes; MEMORY_ARGS="--node-seconds 10"
+# for a quick look). Offline: MEMORY_ARGS="--umqtt-src DIR --mqtt-as-src DIR", as for bench;
+# the frozen rows: MEMORY_ARGS="--frozen-src <micropython source>" (docs/firmware.md).
+memory: $(VENV)/.test-stamp
+	@sh tools/ensure_mosquitto.sh
+	$(PY) tools/memory.py $(MEMORY_ARGS)
+
 # make run [MQTT_HOST=127.0.0.1] [MQTT_PORT=1883] [INTERVAL=5]: the node on this PC
 run: $(VENV)/.test-stamp
 	$(PY) tools/run_host.py --host $(or $(MQTT_HOST),127.0.0.1) --port $(or $(MQTT_PORT),1883) --interval $(or $(INTERVAL),5)
@@ -55,7 +66,7 @@ run: $(VENV)/.test-stamp
 flash: $(VENV)/.tools-stamp
 	$(PY) tools/flash.py --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)"
 
-# make deploy BOARD=esp32 PORT=/dev/ttyUSB0 [CONFIG=config.json]
+# make deploy BOARD=esp32 PORT=/dev/ttyUSB0 [CONFIG=config.json] [FORCE=1] [LINES=1: keep line numbers]
 deploy: $(VENV)/.tools-stamp
 	$(PY) tools/deploy.py --board "$(BOARD)" --port "$(PORT)" --config "$(or $(CONFIG),config.json)"
 

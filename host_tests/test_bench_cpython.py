@@ -162,9 +162,7 @@ def test_bench_report_covers_every_scenario_and_target(tmp_path):
         assert title in text
     assert "no QoS 2" in text
     assert "timed out" in text  # failures are reported, not hidden
-    assert (
-        "| QoS 0 publish ≥ 2× umqtt.simple | 1/2 | **missed** | mote sets TCP_NODELAY" in text
-    )
+    assert "| QoS 0 publish ≥ 2× umqtt.simple | 1/2 | **missed** | mote sets TCP_NODELAY" in text
 
 
 def test_bench_parses_strace_summary(tmp_path):

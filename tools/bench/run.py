@@ -169,19 +169,21 @@ def log(msg):
 # --- building the module trees ---------------------------------------------------------
 
 
-def mpy_cross(mpy_cross_bin, src, dst):
+def mpy_cross(mpy_cross_bin, src, dst, flags=()):
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    r = subprocess.run([mpy_cross_bin, "-o", dst, src], capture_output=True, text=True, timeout=60)
+    cmd = [mpy_cross_bin, *flags, "-o", dst, src]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise RunError(f"mpy-cross failed on {src}: {r.stderr.strip()}")
 
 
-def compile_tree(mpy_cross_bin, src_root, rel_files, dst_root):
-    """Compile src_root/rel (each .py) into dst_root/rel.mpy; returns {rel: size}."""
+def compile_tree(mpy_cross_bin, src_root, rel_files, dst_root, flags=()):
+    """Compile src_root/rel (each .py) into dst_root/rel.mpy; returns {rel: size}.
+    flags: extra mpy-cross options (e.g. ["-O2"]; tools/memory.py uses them)."""
     sizes = {}
     for rel in rel_files:
         dst = os.path.join(dst_root, rel[:-3] + ".mpy")
-        mpy_cross(mpy_cross_bin, os.path.join(src_root, rel), dst)
+        mpy_cross(mpy_cross_bin, os.path.join(src_root, rel), dst, flags)
         sizes[rel] = os.path.getsize(dst)
     return sizes
 
@@ -198,26 +200,28 @@ def py_files(root, sub):
 class Trees:
     """Where each client's modules live, as .py and as .mpy, for MICROPYPATH."""
 
-    def __init__(self, build, mpy_cross_bin, comps, mote_ok):
+    def __init__(self, build, mpy_cross_bin, comps, mote_ok, flags=()):
         self.py = {}
         self.mpy = {}
         self.sizes = {}  # client -> {module: .mpy bytes}
         h_py = py_files(MP_DIR, "")
         hm = os.path.join(build, "harness")
-        compile_tree(mpy_cross_bin, MP_DIR, h_py, hm)
+        compile_tree(mpy_cross_bin, MP_DIR, h_py, hm, flags)
         self.harness = {"py": [MP_DIR], "mpy": [hm]}
         self.stubs = {"py": [os.path.join(MP_DIR, "stubs")], "mpy": [os.path.join(hm, "stubs")]}
         if mote_ok:
             files = py_files(os.path.join(ROOT, "lib"), "mote")
             dst = os.path.join(build, "mote")
-            s = compile_tree(mpy_cross_bin, os.path.join(ROOT, "lib"), files, dst)
+            s = compile_tree(mpy_cross_bin, os.path.join(ROOT, "lib"), files, dst, flags)
             self.py["mote"] = [os.path.join(ROOT, "lib")]
             self.mpy["mote"] = [dst]
             self.sizes["mote"] = s
         if "path" in comps.get("umqtt", {}):
             src = comps["umqtt"]["path"]
             dst = os.path.join(build, "umqtt")
-            s = compile_tree(mpy_cross_bin, src, ["umqtt/simple.py", "umqtt/robust.py"], dst)
+            s = compile_tree(
+                mpy_cross_bin, src, ["umqtt/simple.py", "umqtt/robust.py"], dst, flags
+            )
             for c in ("umqtt.simple", "umqtt.robust"):
                 self.py[c] = [src]
                 self.mpy[c] = [dst]
@@ -226,7 +230,7 @@ class Trees:
         if "path" in comps.get("mqtt_as", {}):
             src = comps["mqtt_as"]["path"]
             dst = os.path.join(build, "mqtt_as")
-            s = compile_tree(mpy_cross_bin, src, ["mqtt_as/__init__.py"], dst)
+            s = compile_tree(mpy_cross_bin, src, ["mqtt_as/__init__.py"], dst, flags)
             self.py["mqtt_as"] = [src]
             self.mpy["mqtt_as"] = [dst]
             self.sizes["mqtt_as"] = s

