@@ -271,6 +271,32 @@ def test_more_incoming_qos2_in_flight_than_qos2_in_are_all_received_once(
 
 
 @scenario.interp_param()
+def test_a_qos2_flood_in_the_same_read_as_the_connack_does_not_fail_connect(
+    interp, fake_broker_factory
+):
+    # CONNACK, 17 QoS 2 messages and the releases of the first 16 in one segment: connect()
+    # reads them all while it waits for the CONNACK, so the table fills and drains during
+    # connect(). connect() still succeeds, and the reconnect that fetches the deferred
+    # message happens afterwards, from check_msg().
+    n = 17
+    flood = b"".join(fb.publish(b"t", b"%d" % i, qos=2, pid=i) for i in range(1, n + 1))
+    flood += b"".join(fb.pubrel(i) for i in range(1, n))
+    again = fb.publish(b"t", b"%d" % n, qos=2, pid=n, dup=True)
+    fake = fake_broker_factory(
+        [
+            [fb.send(fb.connack() + flood), fb.sleep(1.0)],
+            [fb.send(fb.connack(session_present=True) + again), fb.sleep(1.0)],
+        ],
+        hold_s=HOLD_S,
+        auto_ack=True,
+    )
+    res, out = _run(interp, fake, QOS2_FLOOD, watch_ms=1500, clean=False)
+    assert res["GOT"] == ["%d %d" % (n, n)], out
+    assert fake.connections == 2, out
+    assert res["STATS"][0]["qos2_deferred"] == 1, out
+
+
+@scenario.interp_param()
 def test_a_clean_session_takes_more_incoming_qos2_than_qos2_in_in_one_connection(
     interp, fake_broker_factory
 ):

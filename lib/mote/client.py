@@ -472,8 +472,14 @@ class MQTTClient:
                 if wait_ms > 0:
                     sleep_ms(min(wait_ms, max(1, ticks_diff(self._next_try, ticks_ms()))))
                 return
+        s = self._s
         try:
             self._round(wait_ms)
+            if s.want_reconnect and not s.in2_pending() and not s.tx_len:
+                # QoS 2 messages were left with the broker (table full): a new connection
+                # makes it send them again. Here, not in the reads that connect() waits
+                # through: those may hold a flood that came with the CONNACK.
+                raise OSError(_ECONNRESET, "reconnecting to receive deferred QoS 2 messages")
         except (OSError, ProtocolError) as e:
             self._lost(e)
 
@@ -542,10 +548,6 @@ class MQTTClient:
                 ev = s.next_event()
             if s.tx_len:
                 self._write()
-            if s.want_reconnect and not s.in2_pending() and not s.tx_len:
-                # QoS 2 messages were left with the broker (table full): a new connection
-                # makes it send them again.
-                raise OSError(_ECONNRESET, "reconnecting to receive deferred QoS 2 messages")
             if not got:
                 break
         return handled
