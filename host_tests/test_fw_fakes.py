@@ -118,8 +118,12 @@ class FakeClient:
     def flush(self, timeout_ms):
         return self.unacked
 
+    @property
+    def reconnects(self):
+        return max(self.connects - 1, 0)
+
     def stats(self):
-        return {"reconnects": max(self.connects - 1, 0)}
+        return {"reconnects": self.reconnects}
 
     def disconnect(self):
         self.connected = False

@@ -61,7 +61,7 @@ def cycle(node):
         if node._net_ok:
             node._connect()
             node._online = node.client.is_connected()
-            node._connects = node.client.stats().get("reconnects", 0)
+            node._connects = node.client.reconnects
             if node._fresh_boot:
                 node._on_up()
             else:

@@ -31,12 +31,6 @@ _RTC_MAX = 2048  # ESP32 RTC slow memory available to MicroPython
 _DEEP_RING_BYTES = 768  # offline ring in deep-sleep mode: must fit RTC memory with the rest
 
 
-def _connect_count(client):
-    """How many times the client reconnected by itself (catches a reconnect that happened
-    inside one check_msg call)."""
-    return client.stats().get("reconnects", 0)
-
-
 class Node:
     """One sensor node. hw: what hal.build() returned. make_client(cfg, client_id) builds
     the MQTT client (default: app.setup.make_client, the real one). clock/sleep default to
@@ -255,7 +249,9 @@ class Node:
             except (OSError, MQTTException) as e:
                 self._fail("mqtt", e, self._clock())
         up = self.client.is_connected()
-        count = _connect_count(self.client)
+        # A reconnect inside one check_msg() call leaves is_connected() True: the count
+        # tells (an attribute: stats() would build a dict on every pass).
+        count = self.client.reconnects
         if up and (not self._online or count != self._connects):
             self._backoff_ms = _BACKOFF_FIRST_MS
             self._online = True

@@ -26,13 +26,12 @@ _WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
 _POLL_R = const(1)  # select.POLLIN: the same on MicroPython's ports and on CPython
 _POLL_RW = const(5)  # POLLIN | POLLOUT (4)
 # Counters in MQTTClient._n, in the order mote.stats reads them.
-_N_RECONNECTS = const(0)
-_N_CONN_FAIL = const(1)
-_N_LOST = const(2)
-_N_PROTOCOL = const(3)
-_N_SENT = const(4)
-_N_RECV = const(5)
-_N_Q0_DROPPED = const(6)
+_N_CONN_FAIL = const(0)
+_N_LOST = const(1)
+_N_PROTOCOL = const(2)
+_N_SENT = const(3)
+_N_RECV = const(4)
+_N_Q0_DROPPED = const(5)
 
 
 class MQTTClient:
@@ -125,9 +124,10 @@ class MQTTClient:
         self.msg_retain = False
         self.msg_dup = False
         # counters (stats())
-        # reconnects, connect failures, connections lost, protocol errors, published,
-        # received, QoS 0 dropped offline: indexed by the _N_* constants.
-        self._n = [0] * 7
+        # connect failures, connections lost, protocol errors, published, received, QoS 0
+        # dropped offline: indexed by the _N_* constants (stats() names them).
+        self._n = [0] * 6
+        self.reconnects = 0  # automatic reconnects so far: read it without stats()' dict
         self._rtt_ms = -1
 
     # umqtt-compatible set-up ----------------------------------------------------------
@@ -311,7 +311,7 @@ class MQTTClient:
             self._note_fail(e)
             self._next_try = ticks_add(ticks_ms(), self._delay_ms())
             return False
-        self._n[_N_RECONNECTS] += 1
+        self.reconnects += 1
         self._fails = 0
         return True
 
