@@ -178,3 +178,4 @@ def _admin(node, name, arg):
         return admin.run(node, name, arg)
     finally:
         unload("app.admin")
+        unload("mote.stats")  # info's client counters: loaded by stats(), not needed after
