@@ -35,6 +35,11 @@ BROKER = {
     "clean_session": (_BOOL, False),
     "client_id": (_OSTR, None),
     "timeout_s": (_INT, 5, 1, 60),
+    # The client's buffers, allocated once (mote's README, Client API): the largest command
+    # received whole, and room for unacknowledged QoS 1 readings. A board file's
+    # "defaults" may set them (a board with PSRAM can afford more).
+    "rx_size": (_INT, 1024, 256, 65536),
+    "outbox_size": (_INT, 2048, 512, 65536),
 }
 
 NTP = {

@@ -58,7 +58,8 @@ def make_client(cfg, client_id):
         params,
         reconnect=True,
         max_inflight=4 if deep else 8,
-        outbox_size=_DEEP_OUTBOX if deep else 2048,
+        rx_size=b["rx_size"],
+        outbox_size=min(_DEEP_OUTBOX, b["outbox_size"]) if deep else b["outbox_size"],
         timeout_ms=b["timeout_s"] * 1000,
         backoff_max_ms=cfg["backoff_max_s"] * 1000,
     )
