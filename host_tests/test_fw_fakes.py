@@ -49,6 +49,7 @@ class FakeClient:
         self.connects = 0
         self.broker_up = True
         self.published = []
+        self.queued = []  # QoS 1/2 published while disconnected: sent on reconnecting
         self.subs = []
         self.incoming = []
         self.unacked = 0  # QoS 1 publishes that flush() will not complete
@@ -72,7 +73,12 @@ class FakeClient:
         self.clean = clean_session
         self.connected = True
         self.connects += 1
+        self._send_queued()
         return False
+
+    def _send_queued(self):
+        self.published += self.queued
+        self.queued = []
 
     def subscribe(self, topic, qos=0):
         self.subs.append((bytes(topic).decode(), qos))
@@ -82,7 +88,9 @@ class FakeClient:
         if not self.connected:
             if not qos:
                 return -1  # as the real client: QoS 0 while disconnected is dropped
-            raise OSError(104, "not connected")
+            self.queued.append((bytes(topic).decode(), bytes(msg), retain, qos))
+            self._pid += 1  # as the real client: QoS 1/2 wait in the outbox
+            return self._pid
         if qos and not self.ack:
             self.unacked += 1
         self.published.append((bytes(topic).decode(), bytes(msg), retain, qos))
@@ -102,6 +110,7 @@ class FakeClient:
         if not self.connected and self.connects:
             self.connected = True
             self.connects += 1
+            self._send_queued()
         while self.incoming and self.connected:
             t, m = self.incoming.pop(0)
             self.cb(t, m)

@@ -80,6 +80,21 @@ def test_commands_are_answered_on_reply_topics():
     assert client.on("/reply/ping")[0][3] == 1
 
 
+def test_a_command_that_arrives_just_before_a_link_loss_is_still_answered():
+    # The command came in; the link broke before its reply went out. The reply is QoS 1:
+    # the client keeps it and sends it once the node is connected again.
+    node, client, hw, clock = fx.make_node(interval_s=60)
+    node.step()
+    client.cb(b"mote/deadbeef/cmd/ping", b"")  # received, not yet answered
+    client.broker_up = False
+    node.step()  # notices the loss, then runs the command
+    assert not node._online
+    assert client.on("/reply/ping") == [] and len(client.queued) == 1
+    client.broker_up = True
+    fx.run_for(node, clock, 2_000)
+    assert json.loads(client.on("/reply/ping")[0][1])["ok"] is True
+
+
 def test_read_command_publishes_telemetry_now():
     node, client, hw, clock = fx.make_node(interval_s=60)
     node.step()

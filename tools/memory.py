@@ -317,7 +317,11 @@ class Peer:
         self.status = None
         self.replies = {}  # id -> reply
         self.telemetry = 0
-        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="memory-" + dev)
+        # A persistent session: across a broker restart (the faults run) the broker keeps
+        # the peer's subscription and the replies that arrive before it is back.
+        self.c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id="memory-" + dev, clean_session=False
+        )
         self.c.on_message = self._on_message
         ok = threading.Event()
         self.c.on_subscribe = lambda *a: ok.set()
@@ -359,7 +363,7 @@ class Node:
     _seq = 0
     _lock = threading.Lock()
 
-    def __init__(self, setup, port, workdir, heapsize=None, script=None, args=()):
+    def __init__(self, setup, port, workdir, heapsize=None, script=None, args=(), sim=None):
         with Node._lock:
             Node._seq += 1
             n = Node._seq
@@ -370,7 +374,7 @@ class Node:
             "broker": {"host": "127.0.0.1", "port": port},
             "device_id": self.dev,
             "interval_s": 1,
-            "sim": {"rtc_file": os.path.join(self.dir, "rtc.bin")},
+            "sim": dict(sim or {}, rtc_file=os.path.join(self.dir, "rtc.bin")),
         }
         self.config_path = os.path.join(self.dir, "config.json")
         with open(self.config_path, "w") as f:
@@ -409,7 +413,7 @@ class Node:
                 self.proc.wait(5)
 
 
-def drive(node, peer, seconds, start_timeout_s=30.0, reply_timeout_s=10.0):
+def drive(node, peer, seconds, start_timeout_s=30.0, reply_timeout_s=10.0, quiet=None):
     """Wait for the node's `online`, then send one command a second (ping, read, info, led in
     turn) for `seconds`. Returns (ok, why, commands sent): ok when the node stayed up, every
     command got {"ok": true} within reply_timeout_s, and no MemoryError was logged."""
@@ -433,8 +437,11 @@ def drive(node, peer, seconds, start_timeout_s=30.0, reply_timeout_s=10.0):
         if now >= t0 + k:
             name, arg = COMMANDS[k % len(COMMANDS)]
             k += 1
-            sent[k] = (name, now)
-            peer.send(name, arg, k)
+            # quiet: (from_s, to_s) after start when the peer sends nothing (it cannot
+            # reach a broker that is down, and paho drops what it publishes meanwhile)
+            if quiet is None or not quiet[0] <= now - t0 < quiet[1]:
+                sent[k] = (name, now)
+                peer.send(name, arg, k)
         time.sleep(0.05)
         why = _check(node, peer, sent, reply_timeout_s)
     end = time.monotonic() + reply_timeout_s
@@ -481,6 +488,61 @@ def node_trial(setup, port, workdir, heapsize, seconds):
             node.stop()
         if peer is not None:
             peer.close()
+
+
+# The faults run: a WiFi outage, then a broker restart, in one run of the node.
+OUTAGE_AT_S, OUTAGE_S = 15, 5  # the host board's simulated WiFi is down from 15 s to 20 s
+RESTART_AT_S, RESTART_DOWN_S = 35, 2  # mosquitto stops 35 s after start, back 2 s later
+
+
+def faults_trial(setup, mosquitto, workdir, heapsize, seconds, progress):
+    """node_trial with a WiFi outage and a broker restart in the run, on a mosquitto of its
+    own (restarted on the same port). Commands sent meanwhile wait in the broker (the
+    node's session is persistent) or in the peer's queue; every one must still be
+    answered {"ok": true}. Returns {"heapsize", "ok", "why", ...}."""
+    brk = bench.broker.Broker(os.path.join(workdir, "faults"), mosquitto, persistence=True)
+    os.makedirs(brk.workdir, exist_ok=True)
+    brk.start()
+    port = brk.port
+    peer = node = None
+    events = []
+
+    def restart():
+        brk.stop()
+        events.append("broker stopped")
+        time.sleep(RESTART_DOWN_S)
+        brk.start(port=port)
+        events.append("broker back")
+
+    timer = threading.Timer(RESTART_AT_S, restart)
+    try:
+        sim = {"wifi_outages": [[OUTAGE_AT_S, OUTAGE_S]]}
+        node = Node(setup, port, workdir, heapsize, sim=sim)
+        peer = Peer(port, node.dev)
+        timer.start()
+        quiet = (RESTART_AT_S - 1, RESTART_AT_S + RESTART_DOWN_S + 5)
+        ok, why, n = drive(
+            node, peer, max(seconds, RESTART_AT_S + 15), reply_timeout_s=20.0, quiet=quiet
+        )
+        timer.join()
+        if not ok:
+            why += " | node: " + node.tail(6)
+        if ok and events != ["broker stopped", "broker back"]:
+            ok, why = False, "the broker restart did not happen: %s" % events
+        if ok and not any("wifi" in x.lower() for x in node.lines):
+            ok, why = False, "the node logged nothing about the WiFi outage"
+        progress(
+            "heapsize %dK with a WiFi outage and a broker restart: %s"
+            % (heapsize // KB, "ok" if ok else "fails (%s)" % why[:90])
+        )
+        return {"heapsize": heapsize, "ok": ok, "why": why, "commands": n}
+    finally:
+        timer.cancel()
+        if node is not None:
+            node.stop()
+        if peer is not None:
+            peer.close()
+        brk.stop()
 
 
 def heap_search(setup, port, workdir, seconds, confirm, progress):
@@ -889,6 +951,21 @@ def write(data, out):
         "",
     ]
     lines += table(["`-X heapsize`", "what"], _heap_rows(data)) + [""]
+    f = data.get("faults")
+    if f:
+        head = (
+            f"With faults, at that heap: the node from .mpy, once more for at least "
+            f"{RESTART_AT_S + 15} s, its simulated WiFi down from {OUTAGE_AT_S} s to "
+            f"{OUTAGE_AT_S + OUTAGE_S} s and mosquitto stopped at {RESTART_AT_S} s and "
+            f"started again {RESTART_DOWN_S} s later on the same port (each command answered "
+            "within 20 s; the peer sends none from 1 s before the restart until 5 s after "
+            "mosquitto is back): "
+        )
+        if "error" in f:
+            lines += [head + "not measured (" + f["error"] + ").", ""]
+        else:
+            verdict = "**passed**" if f["ok"] else "**failed**: " + f["why"]
+            lines += [head + f"{kib(f['heapsize'])}, {f['commands']} commands, {verdict}.", ""]
     if "frozen" not in data["node"]:
         lines += [
             "The frozen rows need a VM built with the manifest: `make memory MEMORY_ARGS="
@@ -1054,6 +1131,20 @@ def main(argv=None):
             with ThreadPoolExecutor(len(setups)) as pool:
                 for kind, r in pool.map(search, list(setups)):
                     data["node"][kind] = r
+            mpy = data["node"].get("mpy", {})
+            if "heapsize" in mpy and "mpy" in setups:
+                log("node: the .mpy node at its smallest heap, with faults in the run")
+                try:
+                    data["faults"] = faults_trial(
+                        setups["mpy"],
+                        mosq,
+                        work,
+                        mpy["heapsize"],
+                        args.node_seconds,
+                        lambda m: log(f"[{time.monotonic() - t_start:5.0f}s] node mpy: {m}"),
+                    )
+                except (RuntimeError, OSError) as e:
+                    data["faults"] = {"error": "%s: %s" % (type(e).__name__, e)}
     finally:
         brk.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -332,11 +332,12 @@ class Node:
                 log("command", name, "->", reply.decode())
             else:  # info, config: not copied once more for the console (heap)
                 log("command", name, "->", len(reply), "bytes of reply")
-            if self._online:
-                try:
-                    self._publish((self._reply_prefix + name).encode(), reply, False, 1)
-                except OSError as e:
-                    log("reply failed:", _describe(e))
+            # Also while the link is down: at QoS 1 the client keeps the reply in its outbox
+            # and sends it once reconnected (a command can arrive just before a loss).
+            try:
+                self._publish((self._reply_prefix + name).encode(), reply, False, 1)
+            except OSError as e:
+                log("reply failed:", _describe(e))
 
     def set_interval(self, s):
         self.interval_s = s

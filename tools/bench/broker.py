@@ -40,7 +40,7 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, workdir, binary=None):
+    def __init__(self, workdir, binary=None, persistence=False):
         self.binary = binary or find_mosquitto()
         if not self.binary:
             raise RuntimeError("mosquitto not found (Debian/Ubuntu: apt-get install mosquitto)")
@@ -48,17 +48,23 @@ class Broker:
         self.port = None
         self.proc = None
         self.version = mosquitto_version(self.binary)
+        self.persistence = persistence  # sessions and queued messages survive a restart
 
-    def start(self, timeout_s=10.0):
-        self.port = free_port()
+    def start(self, timeout_s=10.0, port=None):
+        """Start mosquitto on a free port, or on `port` (a restart on the same one)."""
+        self.port = port or free_port()
         conf = os.path.join(self.workdir, "mosquitto.conf")
         with open(conf, "w") as f:
             f.write(
                 "# written by tools/bench for one benchmark run\n"
                 f"listener {self.port} {HOST}\n"
                 "allow_anonymous true\n"
-                "persistence false\n"
-                "log_dest stderr\n"
+                + (
+                    f"persistence true\npersistence_location {self.workdir}/\n"
+                    if self.persistence
+                    else "persistence false\n"
+                )
+                + "log_dest stderr\n"
                 "log_type error\n"
                 "log_type warning\n"
             )
