@@ -123,9 +123,8 @@ class MQTTClient:
         self.msg_qos = 0
         self.msg_retain = False
         self.msg_dup = False
-        # counters (stats())
-        # connect failures, connections lost, protocol errors, published, received, QoS 0
-        # dropped offline: indexed by the _N_* constants (stats() names them).
+        # counters for stats(): connect failures, connections lost, protocol errors,
+        # published, received, QoS 0 dropped offline (indexed by the _N_* constants)
         self._n = [0] * 6
         self.reconnects = 0  # automatic reconnects so far: read it without stats()' dict
         self._rtt_ms = -1
