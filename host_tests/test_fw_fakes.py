@@ -17,6 +17,20 @@ if FIRMWARE not in sys.path:
 
 TMP = "/tmp"
 
+# Modules the node imports on demand and forgets after use (hal.unload): none may stay
+# imported once boot, a connection and the rare commands are over.
+ON_DEMAND = (
+    "app.config",
+    "app.setup",
+    "app.admin",
+    "app.ha",
+    "app.online",
+    "app.clock",
+    "hal.builder",
+    "hal.ntp",
+    "hal.standin",
+)
+
 
 class FakeReboot(Exception):
     pass

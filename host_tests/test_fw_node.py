@@ -442,18 +442,6 @@ def test_deep_sleep_wifi_bring_up_feeds_the_watchdog_and_syncs_the_clock_at_powe
 
 # --- RAM: what runs once or rarely does not stay imported --------------------------------
 
-_ON_DEMAND = (
-    "app.config",
-    "app.setup",
-    "app.admin",
-    "app.ha",
-    "app.online",
-    "app.clock",
-    "hal.builder",
-    "hal.ntp",
-    "hal.standin",
-)
-
 
 def test_boot_and_rare_commands_leave_no_module_behind():
     import sys
@@ -471,7 +459,7 @@ def test_boot_and_rare_commands_leave_no_module_behind():
     replies = [json.loads(p[1]) for p in client.published if "/reply/" in p[0]]
     assert len(replies) == 5 and all(r["ok"] for r in replies), replies
     assert node.ntp_syncs == 1 and node.cfg["qos"] == 0 and node.interval_s == 2
-    left = [m for m in _ON_DEMAND if m in sys.modules]
+    left = [m for m in fx.ON_DEMAND if m in sys.modules]
     assert left == [], left
     import app
 

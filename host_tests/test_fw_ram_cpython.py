@@ -11,6 +11,7 @@ import subprocess
 
 import mpclient
 import pytest
+import test_fw_fakes as fx
 
 from support import missing_tool
 
@@ -23,20 +24,9 @@ ROOT = os.path.dirname(HERE)
 # ~4 % headroom. Measured the same way, the firmware before boot-only and rarely used code
 # moved out of the kept modules kept 51,120 B (docs/firmware.md, Memory).
 KEPT_BUDGET_B = 43_500
-# Modules loaded on demand and forgotten after use: none may stay imported.
-ON_DEMAND = (
-    "app.config",
-    "app.setup",
-    "app.admin",
-    "app.ha",
-    "app.online",
-    "app.clock",
-    "app.deep",
-    "hal.builder",
-    "hal.ntp",
-    "hal.standin",
-    "board",
-)
+# Modules loaded on demand and forgotten after use: none may stay imported. In a fresh
+# VM, also the deep-sleep cycle (not in this mode) and the board file (boot only).
+ON_DEMAND = fx.ON_DEMAND + ("app.deep", "board")
 # Each module's import cost, in dependency order (the client's modules come first and are
 # not counted: they are the client's budget).
 MODULES = (
@@ -144,7 +134,12 @@ def _tree(tmp_path):
     return out
 
 
-def _vm32(script, cwd):
+def _vm32(template, tree, cwd, **values):
+    """Run template on the 32-bit VM, % the paths of tree (lib, fw, board) and values;
+    returns its output."""
+    script = template % dict(
+        values, lib=str(tree / "lib"), fw=str(tree), board=str(tree / "hostboard")
+    )
     mp = mpclient.micropython32_path()
     if not mp:
         missing_tool(mpclient.missing_reason("micropython32"))
@@ -177,16 +172,12 @@ def test_the_running_node_keeps_its_firmware_within_budget(tree, tmp_path):
         )
     )
     out = _vm32(
-        KEPT
-        % {
-            "lib": str(tree / "lib"),
-            "fw": str(tree),
-            "board": str(tree / "hostboard"),
-            "tests": HERE,
-            "config": str(config),
-            "cmd": "mote/6d6f74650001/cmd/",
-        },
+        KEPT,
+        tree,
         tmp_path,
+        tests=HERE,
+        config=str(config),
+        cmd="mote/6d6f74650001/cmd/",
     )
     r = json.loads(next(line[5:] for line in out.splitlines() if line.startswith("KEPT ")))
     assert len(r["replies"]) == 7 and all(x["ok"] for x in r["replies"]), r["replies"]
@@ -201,16 +192,7 @@ def test_the_running_node_keeps_its_firmware_within_budget(tree, tmp_path):
 
 
 def test_each_module_s_import_cost_is_known(tree, tmp_path):
-    out = _vm32(
-        IMPORTS
-        % {
-            "lib": str(tree / "lib"),
-            "fw": str(tree),
-            "board": str(tree / "hostboard"),
-            "modules": MODULES,
-        },
-        tmp_path,
-    )
+    out = _vm32(IMPORTS, tree, tmp_path, modules=MODULES)
     rows = []
     for line in out.splitlines():
         if line.startswith("MARK "):

@@ -213,20 +213,18 @@ def test_deploy_mpremote_command_shape():
 # --- run_host and mote-cli ---------------------------------------------------------------
 
 
-def test_run_host_dry_run_names_the_paths(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(TOOLS, "run_host.py"),
-            "--dry-run",
-            "--port",
-            "1999",
-            "--interval",
-            "3",
-        ],
+def _run_host(*args, env=None):
+    """tools/run_host.py with args, run to its end: the CompletedProcess (text output)."""
+    return subprocess.run(
+        [sys.executable, os.path.join(TOOLS, "run_host.py")] + list(args),
         capture_output=True,
         text=True,
+        env=env,
     )
+
+
+def test_run_host_dry_run_names_the_paths(tmp_path):
+    out = _run_host("--dry-run", "--port", "1999", "--interval", "3")
     assert out.returncode == 0, out.stderr
     line = out.stdout.strip()
     for p in ("firmware", "lib", "boards/host"):
@@ -241,17 +239,11 @@ def test_run_host_mpy_and_another_vm_dry_run(tmp_path):
     vm = tmp_path / "micropython32"
     vm.write_text("#!/bin/sh\n")
     vm.chmod(0o755)
-    out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(TOOLS, "run_host.py"),
-            "--dry-run",
-            "--mpy",
-            "--micropython",
-            str(vm),
-        ],
-        capture_output=True,
-        text=True,
+    out = _run_host(
+        "--dry-run",
+        "--mpy",
+        "--micropython",
+        str(vm),
         env=dict(os.environ, MICROPY_TICKS_LEAD_MS="2000"),
     )
     assert out.returncode == 0, out.stderr
@@ -263,11 +255,7 @@ def test_run_host_mpy_and_another_vm_dry_run(tmp_path):
 
 def test_run_host_rejects_bad_arguments():
     for args in (["--port", "0"], ["--interval", "0"], ["--micropython", "/nonexistent/vm"]):
-        out = subprocess.run(
-            [sys.executable, os.path.join(TOOLS, "run_host.py")] + args,
-            capture_output=True,
-            text=True,
-        )
+        out = _run_host(*args)
         assert out.returncode == 2 and "run: error:" in out.stderr
 
 

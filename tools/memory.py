@@ -562,17 +562,9 @@ def heap_search(setup, port, workdir, seconds, confirm, progress):
         )
         return good
 
-    lo, hi = HEAP_LO, HEAP_HI
-    if not ok(hi):
-        return {"error": "fails even with a %dK heap" % (hi // KB), "trials": trials}
-    while hi - lo > HEAP_STEP:
-        mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
-        if mid <= lo:
-            break
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
+    hi = bench.bisect_smallest(ok, HEAP_LO, HEAP_HI, HEAP_STEP)
+    if hi is None:
+        return {"error": "fails even with a %dK heap" % (HEAP_HI // KB), "trials": trials}
     confirmed = 0
     while confirmed < confirm:
         if ok(hi):

@@ -391,10 +391,11 @@ class MQTTClient:
         # SUBSCRIBE (qos 0..2) or UNSUBSCRIBE (qos -1), then wait for its acknowledgement.
         s = self._s
         unsub = qos < 0
-        pid = s.subscribe([t] if unsub else [(t, qos)], unsub)
+        filters = [t] if unsub else [(t, qos)]
+        pid = s.subscribe(filters, unsub)
         if pid < 0:
             self._wait(lambda: not s.sub_pending(unsub), self.timeout_ms)
-            pid = s.subscribe([t] if unsub else [(t, qos)], unsub)
+            pid = s.subscribe(filters, unsub)
         self._ack_pid = 0
         self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
         if not unsub and self._granted == 0x80:

@@ -30,15 +30,18 @@ def sleep_ms(ms):
         _time.sleep(ms / 1000)
 
 
+def _again(e):
+    # Would block: nothing to read or no room to write yet, or (ssl.SSLWantReadError /
+    # SSLWantWriteError) the TLS layer needs another round.
+    return isinstance(e, (BlockingIOError, InterruptedError)) or type(e).__name__ in _SSL_WANT
+
+
 def read_some(sock, mv, n):
     """Read up to n bytes into mv[0:n]. None: nothing yet; 0: peer closed; else count."""
     try:
         return sock.recv_into(mv, n)
-    except (BlockingIOError, InterruptedError):
-        return None
     except OSError as e:
-        # ssl.SSLWantReadError / SSLWantWriteError: the TLS layer needs another round.
-        if type(e).__name__ in _SSL_WANT:
+        if _again(e):
             return None
         raise
 
@@ -47,10 +50,8 @@ def write_some(sock, buf, off, n):
     """Write up to n bytes of buf from off. None: would block; else count written."""
     try:
         return sock.send(memoryview(buf)[off : off + n])
-    except (BlockingIOError, InterruptedError):
-        return None
     except OSError as e:
-        if type(e).__name__ in _SSL_WANT:
+        if _again(e):
             return None
         raise
 

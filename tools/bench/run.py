@@ -362,6 +362,22 @@ def one_run(runner, scen, variant, P, mode="mpy"):
     raise ValueError(scen)
 
 
+def bisect_smallest(ok, lo, hi, step):
+    """The smallest size, a multiple of step in (lo, hi], at which ok(size) holds (ok is
+    taken to hold for every larger size), found by bisection; None when ok(hi) fails."""
+    if not ok(hi):
+        return None
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        if mid <= lo:
+            break
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def heap_search(runner, variant, P, progress):
     """Smallest -X heapsize (bytes, to P['heap_step']) where connect, 100 publishes and 100
     receives succeed; bisection, then the answer is confirmed twice more."""
@@ -383,17 +399,9 @@ def heap_search(runner, variant, P, progress):
         progress(f"heapsize {size}: {'ok' if good else 'fails'} in {dt:.1f} s{why}")
         return good
 
-    lo, hi = P["heap_lo"], P["heap_hi"]
-    if not ok(hi):
-        raise RunError(f"fails even with a {hi}-byte heap")
-    while hi - lo > step:
-        mid = (lo + hi) // 2 // step * step
-        if mid <= lo:
-            break
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
+    hi = bisect_smallest(ok, P["heap_lo"], P["heap_hi"], step)
+    if hi is None:
+        raise RunError(f"fails even with a {P['heap_hi']}-byte heap")
     confirms = [hi]
     for _ in range(P["runs"] - 1):
         while not ok(hi):  # a flaky edge: move up until it holds
