@@ -90,9 +90,14 @@ def stage(board, config_path, mpy_cross, lines=False):
             target = os.path.join(out, dst, name[:-3] + ".mpy")
             os.makedirs(os.path.dirname(target), exist_ok=True)
             cmd = [mpy_cross] + (MPY_FLAGS_LINES if lines else MPY_FLAGS)
+            # The source name is stored in the .mpy as an interned string that stays in
+            # RAM. Naming it as the board will (its sys.path is ['', '.frozen', '/lib'], so
+            # __file__ is "/lib/mote/client.mpy" or "app/node.mpy") makes it the same string
+            # as the module's __file__: one string per module instead of two.
+            dev = ("/" if dst.startswith("lib/") else "") + dst + "/" + name[:-3] + ".mpy"
             cmd += [
                 "-s",
-                dst + "/" + name,
+                dev,
                 "-o",
                 target,
                 os.path.join(ROOT, src, name),

@@ -112,7 +112,8 @@ class _NoBroker:
 def build_trees(workdir, mpy_cross_bin, comps=None, mote=True):
     """tools/bench's module trees (its harness, mote, and the competitors in comps), compiled
     with mpy-cross (MPY_FLAGS, as make deploy) into workdir/build."""
-    return bench.Trees(os.path.join(workdir, "build"), mpy_cross_bin, comps or {}, mote, MPY_FLAGS)
+    build = os.path.join(workdir, "build")
+    return bench.Trees(build, mpy_cross_bin, comps or {}, mote, MPY_FLAGS, load_base=workdir)
 
 
 class _RelativeTrees:

@@ -177,13 +177,17 @@ def mpy_cross(mpy_cross_bin, src, dst, flags=()):
         raise RunError(f"mpy-cross failed on {src}: {r.stderr.strip()}")
 
 
-def compile_tree(mpy_cross_bin, src_root, rel_files, dst_root, flags=()):
+def compile_tree(mpy_cross_bin, src_root, rel_files, dst_root, flags=(), load_root=None):
     """Compile src_root/rel (each .py) into dst_root/rel.mpy; returns {rel: size}.
-    flags: extra mpy-cross options (e.g. ["-O2"]; tools/memory.py uses them)."""
+    flags: extra mpy-cross options (e.g. ["-O2"]; tools/memory.py uses them). load_root:
+    dst_root as the VM's path will name it (default: dst_root itself)."""
     sizes = {}
     for rel in rel_files:
         dst = os.path.join(dst_root, rel[:-3] + ".mpy")
-        mpy_cross(mpy_cross_bin, os.path.join(src_root, rel), dst, flags)
+        # -s: the path it is imported from, which becomes __file__: one interned string
+        # for both, as tools/deploy.py does for a board.
+        name = os.path.join(load_root or dst_root, rel[:-3] + ".mpy")
+        mpy_cross(mpy_cross_bin, os.path.join(src_root, rel), dst, (*flags, "-s", name))
         sizes[rel] = os.path.getsize(dst)
     return sizes
 
@@ -197,10 +201,19 @@ def py_files(root, sub):
     return sorted(out)
 
 
+_compile_tree = compile_tree
+
+
 class Trees:
     """Where each client's modules live, as .py and as .mpy, for MICROPYPATH."""
 
-    def __init__(self, build, mpy_cross_bin, comps, mote_ok, flags=()):
+    def __init__(self, build, mpy_cross_bin, comps, mote_ok, flags=(), load_base=None):
+        # load_base: the folder the VM's path will be relative to (tools/memory.py), so
+        # that each .mpy's source name is its __file__.
+        def compile_tree(mpy_cross_bin, src_root, rel_files, dst_root, flags):
+            root = os.path.relpath(dst_root, load_base) if load_base else None
+            return _compile_tree(mpy_cross_bin, src_root, rel_files, dst_root, flags, root)
+
         self.py = {}
         self.mpy = {}
         self.sizes = {}  # client -> {module: .mpy bytes}
