@@ -256,6 +256,16 @@ def reply_pings(on=True):
     return act
 
 
+def refuse_subs(on=True):
+    """From now on answer every SUBSCRIBE with 0x80 (failure) for each filter (with
+    ack_all; put it before the CONNACK so that no SUBSCRIBE can come first)."""
+
+    def act(s):
+        s.refuse_subs = on
+
+    return act
+
+
 def ack_all(on=True):
     """From now on acknowledge the client: PUBACK/PUBREC/PUBCOMP, SUBACK, UNSUBACK, PINGRESP."""
 
@@ -276,6 +286,7 @@ class Session:
         self.connect = None
         self.auto_ping = fake.auto_ping
         self.auto_ack = fake.auto_ack
+        self.refuse_subs = False
         self.peer_closed = threading.Event()
         self._q = queue.Queue()
         self._reader = PacketReader()
@@ -360,7 +371,9 @@ class Session:
         elif p.type == PUBREC:  # the client received our QoS 2 PUBLISH: release it
             self.send(pubrel(p.pid))
         elif p.type == SUBSCRIBE:
-            self.send(suback(p.pid, *[min(q, 2) for _, q in p.topics]))
+            self.send(
+                suback(p.pid, *[0x80 if self.refuse_subs else min(q, 2) for _, q in p.topics])
+            )
         elif p.type == UNSUBSCRIBE:
             self.send(unsuback(p.pid))
 

@@ -1,6 +1,16 @@
 # mote.client: the blocking MQTTClient over a plain or TLS socket, driving a Session.
 # Layer 4: owns the socket, the clock, polling, reconnect with backoff, and callbacks.
 # A drop-in superset of umqtt.simple / umqtt.robust (see README "Client API").
+#
+# Connecting is a state machine that never waits unless asked to: DOWN (no socket) ->
+# TCP (a non-blocking connect under way) -> MQTT (TLS handshake, inside the writes of
+# CONNECT, then CONNACK) -> UP. connect() runs it to the end under one deadline;
+# check_msg() and the other calls advance it by one non-blocking step, so an unreachable,
+# silent or stalling broker never holds the caller's loop. Only the name lookup can block
+# (getaddrinfo has no non-blocking form); it runs at most once per attempt, and the address
+# is kept for the next one until a TCP connect to it fails.
+import errno
+
 from mote import compat
 from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, read_some, sleep_ms, ticks_add, ticks_diff, ticks_ms, write_some
@@ -11,6 +21,7 @@ from mote.topic import validate_filter, validate_name
 _CONNECTED = const(2)
 _EV_CONNACK = const(1)
 _EV_MESSAGE = const(2)
+_EV_PUBLISHED = const(3)
 _EV_SUBACK = const(4)
 _EV_UNSUBACK = const(5)
 _EV_PINGRESP = const(6)
@@ -18,13 +29,18 @@ _EV_DEAD = const(7)
 _EV_DROPPED = const(8)
 _NO_ROOM = const(-1)
 _NOT_CONNECTED = const(-2)
-_ETIMEDOUT = const(110)
-_ENOTCONN = const(107)
-_ECONNRESET = const(104)
-_ENOBUFS = const(105)
+# Connection states (_cs).
+_DOWN = const(0)
+_TCP = const(1)
+_MQTT = const(2)
+_UP = const(3)
 _WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
 _POLL_R = const(1)  # select.POLLIN: the same on MicroPython's ports and on CPython
-_POLL_RW = const(5)  # POLLIN | POLLOUT (4)
+_POLL_W = const(4)  # POLLOUT
+_POLL_RW = const(5)
+_POLL_FAIL = const(24)  # POLLERR | POLLHUP
+_STRIKES = const(3)  # connections lost right after resending one message: it is poison
+_STRIKE_MS = const(2000)
 # Counters in MQTTClient._n, in the order mote.stats reads them.
 _N_CONN_FAIL = const(0)
 _N_LOST = const(1)
@@ -32,6 +48,8 @@ _N_PROTOCOL = const(2)
 _N_SENT = const(3)
 _N_RECV = const(4)
 _N_Q0_DROPPED = const(5)
+_N_SUB_REFUSED = const(6)
+_N_POISON = const(7)
 
 
 class MQTTClient:
@@ -39,12 +57,13 @@ class MQTTClient:
 
     client_id, server, port=0 (1883, or 8883 with TLS), user, password, keepalive (s),
     ssl (False/None, True, or an SSL context), ssl_params (cafile, cadata, certfile,
-    keyfile, server_hostname), and keyword-only: max_inflight (QoS 1/2 messages
-    outstanding), reconnect (after a first connect), rx_size (largest packet received),
-    tx_size, outbox_size (bytes for unacknowledged QoS 1/2 packets), qos2_in, zero_copy
-    (callback gets memoryviews valid during the call), timeout_ms (connect attempt and
-    blocking waits), backoff_ms and backoff_max_ms (reconnect delays), nodelay (TCP_NODELAY:
-    lowest latency; False lets TCP coalesce bursts of QoS 0 publishes).
+    keyfile, or umqtt's cert, key, cert_reqs; server_hostname), and keyword-only:
+    max_inflight (QoS 1/2 messages outstanding), reconnect (after a first connect),
+    rx_size (largest packet received), tx_size, outbox_size (bytes for unacknowledged QoS
+    1/2 packets), qos2_in, zero_copy (callback gets memoryviews valid during the call),
+    timeout_ms (one connect attempt, and blocking waits), backoff_ms and backoff_max_ms
+    (reconnect delays), nodelay (TCP_NODELAY: lowest latency; False lets TCP coalesce
+    bursts of QoS 0 publishes).
     server may also be a list of hosts or (host, port) pairs, tried in order (failover).
     All buffers are allocated here."""
 
@@ -75,6 +94,10 @@ class MQTTClient:
     ):
         if not 0 <= keepalive <= 65535:
             raise ValueError("keepalive out of range", keepalive)
+        if ssl_params:
+            from mote.tls import check
+
+            check(ssl_params)
         self.client_id = client_id
         self.server = server
         self.port = port
@@ -107,25 +130,52 @@ class MQTTClient:
         if not self._servers:
             raise ValueError("no server", server)
         self._srv = 0
+        self._addr = None  # the resolved address of server _srv, kept between attempts
+        self._cs = _DOWN
+        self._deadline = ticks_ms()  # when the attempt under way gives up
+        # Who started the attempt under way: 0 the application's connect(), 1 the
+        # client's own reconnect, 2 the same through connect() (reconnect(), subclasses).
+        self._auto = 0
+        # A subclass that overrides connect() (umqtt.robust's examples do) gets it called
+        # for every reconnect, as umqtt.robust calls it.
+        self._own = type(self).connect is not MQTTClient.connect
         self._clean = True
         self._ever = False  # a connect() succeeded: reconnect may run
         self._fails = 0
         self._next_try = ticks_ms()
-        self._rng = (ticks_diff(ticks_ms(), 0) ^ 0x5DEECE) & 0x3FFFFFFF or 1
-        self._subs = []  # [filter bytes, qos] renewed after a reconnect without session
+        # Backoff jitter from the hardware's random source: a fleet restarted by one
+        # outage must not reconnect in lockstep (ticks at construction are nearly equal).
+        try:
+            from os import urandom
+
+            b = urandom(4)
+            x = b[0] | (b[1] << 8) | (b[2] << 16) | ((b[3] & 0x3F) << 24)
+        except ImportError:
+            x = ticks_diff(ticks_ms(), 0) ^ 0x5DEECE
+        self._rng = x or 1
+        # [filter bytes, qos, renew] per subscription; renew: 0 done, 1 to send again on
+        # this connection, 2 refused (retried at _rs_at)
+        self._subs = []
+        self._renew = False  # some entry of _subs has renew != 0
+        self._rs = None  # the entry whose SUBSCRIBE awaits its SUBACK
+        self._rs_pid = 0
+        self._rs_at = self._deadline
         self._granted = 0
         self._ack_pid = 0
         self._handled = 0
-        self._depth = 0  # > 0 while a callback runs (callbacks may publish)
-        self._connack = False  # set by the CONNACK event of the attempt under way
+        self._depth = 0  # > 0 while a callback runs: nothing may dispatch then
         self._warned = False
+        self._strikes = 0  # connections lost right after sending _poison_pid
+        self._poison_pid = 0
+        self._up_at = self._deadline
         # message details for the callback, set before each call
         self.msg_qos = 0
         self.msg_retain = False
         self.msg_dup = False
-        # counters for stats(): connect failures, connections lost, protocol errors,
-        # published, received, QoS 0 dropped offline (indexed by the _N_* constants)
-        self._n = [0] * 6
+        # counters for stats() (indexed by the _N_* constants): connect failures,
+        # connections lost, protocol errors, published, received, QoS 0 dropped offline,
+        # subscriptions refused on renewal, poison messages dropped
+        self._n = [0] * 8
         self.reconnects = 0  # automatic reconnects so far: read it without stats()' dict
         self._rtt_ms = -1
 
@@ -147,56 +197,91 @@ class MQTTClient:
     # Connection ---------------------------------------------------------------------
 
     def connect(self, clean_session=True, timeout=None):
-        """Connect (blocking, at most timeout seconds or timeout_ms). Returns True when
-        the broker kept a session. Raises MQTTException(code) when refused, OSError on a
-        network failure. Later reconnects reuse these arguments."""
+        """Connect, waiting at most timeout seconds (default timeout_ms) per server.
+        Returns True when the broker kept a session. Raises MQTTException(code) when
+        refused, OSError (or the TLS layer's error) on a failure. Later reconnects reuse
+        these arguments."""
         self._clean = clean_session
         if timeout is not None:
             self.timeout_ms = int(timeout * 1000)
+        if self._auto != 2:
+            self._auto = 0
         self._close()
         err = Exception("no server")
         for _ in range(len(self._servers)):
             try:
-                sp = self._open(self._servers[self._srv])
-                self._ever = True
-                self._fails = 0
-                return sp
-            except MQTTException as e:
-                if not isinstance(e, ProtocolError):
+                self._begin()
+                while self._cs != _UP:
+                    self._step(min(max(1, ticks_diff(self._deadline, ticks_ms())), _WAIT_SLICE_MS))
+                return self._s.session_present
+            except (OSError, MQTTException, ValueError) as e:
+                if self._cs == _UP:
+                    # Connected, and lost within the same read (a protocol error right
+                    # after CONNACK): handled like any loss after connect().
+                    if not isinstance(e, (OSError, ProtocolError)):
+                        raise
+                    self._lost(e)
+                    return self._s.session_present
+                self._close()
+                if isinstance(e, MQTTException) and not isinstance(e, ProtocolError):
                     raise  # refused by the broker: say so, do not try another
                 err = e
-            except OSError as e:
-                err = e
             self._srv = (self._srv + 1) % len(self._servers)
+            self._addr = None
         raise err
 
-    def _open(self, srv):
-        # One attempt at one server: TCP, TLS, CONNECT, CONNACK, then renew
-        # subscriptions when the broker kept no session. Raises on any failure.
+    def _begin(self):
+        # Start an attempt at server _srv: the name lookup (unless an address is kept from
+        # the last attempt), then a non-blocking TCP connect.
         import socket
 
-        host, port = srv
-        tls = self.ssl
-        if not port:
-            port = 8883 if tls else 1883
-        addr = compat.resolve(host, port)
-        sock = socket.socket()
+        host, port = self._servers[self._srv]
+        addr = self._addr
+        if addr is None:
+            addr = self._addr = compat.resolve(host, port or (8883 if self.ssl else 1883))
+        self._deadline = ticks_add(ticks_ms(), self.timeout_ms)
+        sock = self.sock = socket.socket()
+        self._cs = _TCP
+        sock.setblocking(False)
         try:
-            sock.settimeout(self.timeout_ms / 1000)
             sock.connect(addr)
-            if self._nodelay:
-                compat.set_nodelay(sock)
-            if tls:
-                from mote.tls import wrap
+        except OSError as e:
+            if e.args[0] != errno.EINPROGRESS and e.args[0] != errno.EAGAIN:
+                self._addr = None
+                raise
+        self._poller = compat.new_poller(sock, _POLL_W)
+        self._want_write = True
 
-                sock, self._warned = wrap(tls, self.ssl_params, sock, host, self._warned)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-        self._poller = compat.new_poller(sock)
-        self._want_write = False
+    def _step(self, wait_ms):
+        # Advance the attempt under way, waiting at most wait_ms for the socket. Raises
+        # on any failure, and OSError(ETIMEDOUT) once past the attempt's deadline.
+        if ticks_diff(ticks_ms(), self._deadline) >= 0:
+            if self._cs == _TCP:
+                self._addr = None
+            raise OSError(errno.ETIMEDOUT, "connect timed out")
+        if self._cs != _TCP:
+            self._round(wait_ms)
+            return
+        ev = compat.wait_io(self._poller, wait_ms)
+        if not ev:
+            return
+        sock = self.sock
+        assert sock is not None
+        if ev & _POLL_FAIL:
+            addr = self._addr
+            self._addr = None  # look the name up again next time
+            sock.connect(addr)  # raises why, on the ports that can tell
+            raise OSError(errno.ECONNREFUSED)
+        # TCP is up: then TLS (its handshake runs inside the writes of CONNECT) and MQTT.
+        if self._nodelay:
+            compat.set_nodelay(sock)
+        if self.ssl:
+            from mote.tls import wrap
+
+            host = self._servers[self._srv][0]
+            sock, self._warned = wrap(self.ssl, self.ssl_params, sock, host, self._warned)
+            self.sock = sock
+        self._poller = compat.new_poller(sock, _POLL_RW)
         s = self._s
         s.set_connect(
             self.client_id,
@@ -210,26 +295,8 @@ class MQTTClient:
             self.pswd,
         )
         s.connect(ticks_ms())
-        try:
-            self._connack = False
-            self._wait(lambda: self._connack, self.timeout_ms)
-        except BaseException:
-            self._close()
-            raise
-        if s.connack_rc:
-            self._close()
-            raise MQTTException(s.connack_rc)
-        sp = s.session_present
-        if not sp and self._subs:
-            for sub in self._subs:
-                try:
-                    self._sub_wait(sub[0], sub[1])
-                except MQTTException as e:
-                    if isinstance(e, ProtocolError):
-                        raise
-                    if self.DEBUG:
-                        print("mote: resubscribe refused:", sub[0])
-        return sp
+        self._cs = _MQTT
+        self._write()
 
     def _close(self):
         if self.sock is not None:
@@ -239,15 +306,16 @@ class MQTTClient:
                 pass
             self.sock = None
             self._poller = None
+        self._cs = _DOWN
         self._s.connection_lost()
 
     def is_connected(self):
-        return self.sock is not None and self._s.state == _CONNECTED
+        return self._cs == _UP
 
     def disconnect(self):
         """Send DISCONNECT (the broker then drops the Last Will) and close. No reconnect
         until connect() is called again."""
-        if self.is_connected():
+        if self._cs == _UP:
             self._s.disconnect()
             try:
                 self._write_all(self.timeout_ms)
@@ -257,20 +325,21 @@ class MQTTClient:
         self._close()
 
     def reconnect(self):
-        """umqtt.robust's reconnect(): retry with backoff until connected."""
+        """umqtt.robust's reconnect(): retry with backoff until connected; subscriptions
+        are renewed as on an automatic reconnect."""
         while True:
             try:
-                return self.connect(self._clean)
-            except (OSError, MQTTException) as e:
-                self._note_fail(e)
-                sleep_ms(self._delay_ms())
+                return self._connect_auto()
+            except (OSError, MQTTException, ValueError) as e:
+                self._failed(e)
+                sleep_ms(ticks_diff(self._next_try, ticks_ms()))
 
-    def _note_fail(self, e):
-        self._n[_N_CONN_FAIL] += 1
-        self._fails += 1
-        self._srv = (self._srv + 1) % len(self._servers)
-        if self.DEBUG:
-            print("mote: connect failed:", repr(e))
+    def _connect_auto(self):
+        self._auto = 2
+        try:
+            return self.connect(self._clean)
+        finally:
+            self._auto = 0
 
     def _delay_ms(self):
         # Exponential backoff with jitter (50..100 % of the step), capped.
@@ -289,6 +358,23 @@ class MQTTClient:
         if isinstance(e, ProtocolError):
             self._n[_N_PROTOCOL] += 1
         self._n[_N_LOST] += 1
+        # A connection that ended within _STRIKE_MS of its CONNACK while the oldest
+        # unfinished message was sent on it and never acknowledged is a strike against that
+        # message: the broker refuses it (too large for it, a QoS it does not allow...), and
+        # resending it forever would hold back every message behind it. After _STRIKES in
+        # a row it leaves the outbox (counted in stats(), printed). A link that fails later,
+        # or a completed flow, resets the count.
+        pid = self._s.head_sent() if ticks_diff(ticks_ms(), self._up_at) < _STRIKE_MS else 0
+        if pid != self._poison_pid:
+            self._poison_pid = pid
+            self._strikes = 0
+        if pid:
+            self._strikes += 1
+            if self._strikes >= _STRIKES:
+                self._s.drop_head()
+                self._n[_N_POISON] += 1
+                self._strikes = 0
+                print("mote: the broker closes the connection on message", pid, "- dropped")
         self._close()
         if not (self._reconnect and self._ever):
             raise e
@@ -296,23 +382,51 @@ class MQTTClient:
             print("mote: connection lost:", repr(e))
         self._next_try = ticks_ms()  # first retry at once
 
-    def _progress(self):
-        # Reconnect when due: at most one attempt (bounded by timeout_ms) per call.
-        if self.sock is not None or not (self._reconnect and self._ever):
-            return self.sock is not None
-        now = ticks_ms()
-        if ticks_diff(now, self._next_try) < 0:
-            return False
+    def _advance(self, wait_ms):
+        # The connection is not up: start an attempt when one is due, or advance the one
+        # under way by one step. An attempt that fails counts and backs off.
+        if self._cs == _DOWN:
+            if not (self._reconnect and self._ever) or self._auto == 2:
+                return  # (2: a subclass's connect() publishes: it is the attempt)
+            left = ticks_diff(self._next_try, ticks_ms())
+            if left > 0:
+                if wait_ms > 0:
+                    sleep_ms(min(wait_ms, left))
+                return
+            if self._own:
+                # A subclass's connect() runs whole, as umqtt.robust's reconnect does.
+                try:
+                    self._connect_auto()
+                except (OSError, MQTTException, ValueError) as e:
+                    self._failed(e)
+                return
+            self._auto = 1
         try:
-            self._open(self._servers[self._srv])
-        except (OSError, MQTTException) as e:
-            self._close()
-            self._note_fail(e)
-            self._next_try = ticks_add(ticks_ms(), self._delay_ms())
-            return False
-        self.reconnects += 1
-        self._fails = 0
-        return True
+            if self._cs == _DOWN:
+                self._begin()
+            self._step(wait_ms)
+        except (OSError, MQTTException, ValueError) as e:
+            if self._cs == _UP:
+                if not isinstance(e, (OSError, ProtocolError)):
+                    raise  # the application's callback raised: not a connection failure
+                self._lost(e)
+            else:
+                self._close()
+                self._failed(e)
+        if self._cs != _TCP and self._cs != _MQTT:
+            self._auto = 0
+
+    def _failed(self, e):
+        # An automatic attempt failed: count, rotate servers, wait before the next one.
+        self._n[_N_CONN_FAIL] += 1
+        self._fails += 1
+        if self.DEBUG:
+            print("mote: connect failed:", repr(e))
+        n = len(self._servers)
+        if n > 1:
+            self._srv = (self._srv + 1) % n
+            self._addr = None
+        self._next_try = ticks_add(ticks_ms(), self._delay_ms())
 
     # Publishing ---------------------------------------------------------------------
 
@@ -320,26 +434,29 @@ class MQTTClient:
         """Send a PUBLISH. Returns the packet id (0 for QoS 0). QoS 1/2 return once the
         packet is written (or queued while disconnected); the outbox keeps it until
         PUBACK/PUBCOMP. When max_inflight messages are outstanding this services the
-        connection until a slot frees (raising OSError(ENOBUFS) after timeout_ms).
-        QoS 0 while disconnected: dropped, returns -1 (with reconnect=False: OSError).
-        No allocation for bytes topic and bytes/bytearray msg once connected."""
+        connection until a slot frees (raising OSError(ENOBUFS) after timeout_ms; at once
+        inside a callback, where nothing may be dispatched). QoS 0 while disconnected:
+        dropped, returns -1 (with reconnect=False: OSError). No allocation for bytes topic
+        and bytes/bytearray msg once connected."""
         s = self._s
-        if self.sock is None:
-            if not self._progress() and not self._reconnect:
-                raise OSError(_ENOTCONN)
+        if self._cs != _UP:
+            if not self._reconnect:
+                raise OSError(errno.ENOTCONN)
+            if not self._depth:
+                self._advance(0)
         pid = s.publish(topic, msg, qos, retain)
         if pid == _NO_ROOM:
             t0 = ticks_ms()
             while pid == _NO_ROOM:
-                if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
-                    raise OSError(_ENOBUFS, "outbox full")
+                if self._depth or ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
+                    raise OSError(errno.ENOBUFS, "outbox full")
                 self._service(100)
                 pid = s.publish(topic, msg, qos, retain)
         if pid == _NOT_CONNECTED:
             self._n[_N_Q0_DROPPED] += 1
             return -1
         self._n[_N_SENT] += 1
-        if self.sock is not None:
+        if self._cs == _UP:
             try:
                 if s.holds_caller_data():
                     self._write_all(self.timeout_ms)  # msg must not be kept
@@ -382,9 +499,10 @@ class MQTTClient:
         for sub in self._subs:
             if sub[0] == t:
                 sub[1] = qos
+                sub[2] = 0
                 break
         else:
-            self._subs.append([t, qos])
+            self._subs.append([t, qos, 0])
         return granted
 
     def _sub_wait(self, t, qos):
@@ -406,6 +524,8 @@ class MQTTClient:
         """Unsubscribe and wait for UNSUBACK."""
         t = validate_filter(topic)
         self._subs = [x for x in self._subs if x[0] != t]
+        if self._rs is not None and self._rs[0] == t:
+            self._rs = None
         self._retrying(t, -1)
 
     def _retrying(self, t, qos):
@@ -413,7 +533,11 @@ class MQTTClient:
         # the exchange tried again on the new one, within timeout_ms.
         t0 = ticks_ms()
         while True:
-            self._ensure()
+            while self._cs != _UP:
+                left = self.timeout_ms - ticks_diff(ticks_ms(), t0)
+                if left <= 0 or not (self._reconnect and self._ever):
+                    raise OSError(errno.ENOTCONN)
+                self._service(min(left, 100))
             try:
                 return self._sub_wait(t, qos)
             except (OSError, ProtocolError) as e:
@@ -421,44 +545,36 @@ class MQTTClient:
                 if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
                     raise
 
-    def _ensure(self):
-        if self.sock is None:
-            if not (self._reconnect and self._ever):
-                raise OSError(_ENOTCONN)
-            t0 = ticks_ms()
-            while not self._progress():
-                if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
-                    raise OSError(_ENOTCONN)
-                sleep_ms(min(100, max(0, ticks_diff(self._next_try, ticks_ms()))))
-
     def _wait(self, done, timeout_ms):
         # Service until done() or timeout (OSError ETIMEDOUT). Connection errors raise.
         t0 = ticks_ms()
         while not done():
             left = timeout_ms - ticks_diff(ticks_ms(), t0)
             if left <= 0:
-                raise OSError(_ETIMEDOUT)
-            if self.sock is None:
-                raise OSError(_ENOTCONN)
+                raise OSError(errno.ETIMEDOUT)
+            if self._cs != _UP:
+                raise OSError(errno.ENOTCONN)
             self._round(min(left, _WAIT_SLICE_MS))
 
     # Receiving and keepalive ----------------------------------------------------------
 
     def check_msg(self):
-        """Handle every packet already received, send PINGREQ when due and make
-        reconnect progress. Never waits for data. No allocation on the keepalive path."""
+        """Handle every packet already received, send PINGREQ when due and advance a
+        reconnect by one step. Never waits for the network. No allocation on the
+        keepalive path."""
         self._service(0)
 
     def wait_msg(self):
-        """Block until one packet is handled (reconnecting as needed when enabled)."""
+        """Block until at least one packet is handled (reconnecting as needed when
+        enabled), then handle every packet already received."""
         self._handled = 0
         while not self._handled:
             self._service(_WAIT_SLICE_MS)
 
     def ping(self):
         """Send PINGREQ now; its PINGRESP is handled by check_msg()/wait_msg()."""
-        if self.sock is None:
-            raise OSError(_ENOTCONN)
+        if self._cs != _UP:
+            raise OSError(errno.ENOTCONN)
         self._s.ping(ticks_ms())
         try:
             self._write()
@@ -467,27 +583,46 @@ class MQTTClient:
 
     def _service(self, wait_ms):
         # One round with reconnect and error handling: the body of check/wait/flush.
-        if self.sock is None:
-            if not self._progress():
-                if wait_ms > 0:
-                    sleep_ms(min(wait_ms, max(1, ticks_diff(self._next_try, ticks_ms()))))
-                return
+        if self._depth:
+            raise ValueError("called inside a callback: callbacks never nest", None)
+        if self._cs != _UP:
+            self._advance(wait_ms)
+            return
         s = self._s
         try:
             self._round(wait_ms)
+            if self._renew:
+                self._renew_one()
             if s.want_reconnect and not s.in2_pending() and not s.tx_len:
                 # QoS 2 messages were left with the broker (table full): a new connection
-                # makes it send them again. Here, not in the reads that connect() waits
-                # through: those may hold a flood that came with the CONNACK.
-                raise OSError(_ECONNRESET, "reconnecting to receive deferred QoS 2 messages")
+                # makes it send them again. At once, and not counted as a failure.
+                self._close()
+                if not (self._reconnect and self._ever):
+                    raise OSError(errno.ECONNRESET, "reconnect to receive deferred QoS 2")
+                self._next_try = ticks_ms()
         except (OSError, ProtocolError) as e:
             self._lost(e)
+
+    def _renew_one(self):
+        # Send the next subscription to renew (one SUBSCRIBE at a time; _dispatch takes
+        # its SUBACK). Refused ones are tried again every backoff_max_ms.
+        s = self._s
+        if self._rs is not None or s.sub_pending() or ticks_diff(ticks_ms(), self._rs_at) < 0:
+            return
+        for sub in self._subs:
+            if sub[2]:
+                pid = s.subscribe([(sub[0], sub[1])])
+                if pid > 0:
+                    self._rs = sub
+                    self._rs_pid = pid
+                return
+        self._renew = False
 
     def _round(self, wait_ms):
         s = self._s
         s.tick(ticks_ms())
         self._write()
-        if self._read_dispatch() or wait_ms <= 0:
+        if self._read_dispatch() or wait_ms <= 0 or self.sock is None:
             return
         due = s.ping_due_in(ticks_ms())
         if 0 <= due < wait_ms:
@@ -513,7 +648,7 @@ class MQTTClient:
         t0 = ticks_ms()
         while not self._write():
             if ticks_diff(ticks_ms(), t0) >= timeout_ms:
-                raise OSError(_ETIMEDOUT)
+                raise OSError(errno.ETIMEDOUT)
             self._interest(True)
             compat.wait_io(self._poller, 50)
 
@@ -536,15 +671,15 @@ class MQTTClient:
                 mv = s.rx_mv if not s.rx_end else s.rx_mv[s.rx_end :]
                 got = read_some(self.sock, mv, s.rx_room)
                 if got == 0:
-                    raise OSError(_ECONNRESET, "connection closed by the broker")
+                    raise OSError(errno.ECONNRESET, "connection closed by the broker")
                 if got:
                     s.received(got)
             ev = s.next_event()
             while ev:
                 handled += 1
                 self._dispatch(ev)
-                if ev == _EV_CONNACK and s.connack_rc:
-                    return handled  # refused: the broker closes next; keep the code
+                if self.sock is None:
+                    return handled  # a callback's publish() lost the connection
                 ev = s.next_event()
             if s.tx_len:
                 self._write()
@@ -574,18 +709,54 @@ class MQTTClient:
                         cb(bytes(t), bytes(m))
                 finally:
                     self._depth -= 1
+        elif ev == _EV_PUBLISHED:
+            self._strikes = 0
         elif ev == _EV_CONNACK:
-            # Queued messages may follow in the same read: remember the CONNACK itself.
-            self._connack = True
+            # Up before any message that came in the same read is dispatched.
+            if s.connack_rc:
+                raise MQTTException(s.connack_rc)
+            self._cs = _UP
+            self._up_at = ticks_ms()
+            self._ever = True
+            self._fails = 0
+            if self._auto:
+                self.reconnects += 1
+            # Subscriptions: the broker kept them with the session; else the client's own
+            # reconnect renews them, and a connect() by the application starts without any
+            # (MQTT-3.1.2-6; umqtt's behaviour).
+            if s.session_present:
+                return
+            if not self._auto:
+                self._subs = []
+                return
+            for sub in self._subs:
+                sub[2] = 1
+            self._renew = bool(self._subs)
+            self._rs = None
+            self._rs_pid = 0
+            self._rs_at = self._up_at
         elif ev == _EV_SUBACK:
             self._granted = s.rx_buf[s.pkt.codes_off]
             self._ack_pid = s.ack_pid
+            sub = self._rs
+            if s.ack_pid == self._rs_pid and sub is not None:  # a renewal (None: unsubscribed)
+                self._rs = None
+                self._rs_pid = 0
+                if self._granted != 0x80:
+                    sub[2] = 0
+                else:
+                    sub[2] = 2  # refused: tried again in backoff_max_ms
+                    self._n[_N_SUB_REFUSED] += 1
+                    self._rs_at = ticks_add(ticks_ms(), self._backoff_max_ms)
+                    print("mote: subscription refused on renewal:", sub[0])
+                    if not self._reconnect:
+                        raise MQTTException(0x80, sub[0])
         elif ev == _EV_UNSUBACK:
             self._ack_pid = s.ack_pid
         elif ev == _EV_PINGRESP:
             self._rtt_ms = ticks_diff(ticks_ms(), s.ping_at)
         elif ev == _EV_DEAD:
-            raise OSError(_ETIMEDOUT, "keepalive: no PINGRESP")
+            raise OSError(errno.ETIMEDOUT, "keepalive: no PINGRESP")
         elif ev == _EV_DROPPED:
             if self.DEBUG:
                 print("mote: dropped an oversize message of", s.drop_len, "bytes")

@@ -35,11 +35,12 @@ if MICROPYTHON:
             raise
 
     def wait_io(poller, timeout_ms):
-        """Wait up to timeout_ms for a registered event; True if one fired. No allocation:
-        ipoll reuses one tuple, which is never kept."""
-        for _ in poller.ipoll(timeout_ms):
-            return True
-        return False
+        """Wait up to timeout_ms for a registered event: its mask (POLLIN 1, POLLOUT 4,
+        POLLERR 8, POLLHUP 16), 0 if none fired. No allocation: ipoll reuses one tuple,
+        which is never kept."""
+        for _, ev in poller.ipoll(timeout_ms):
+            return ev
+        return 0
 
 else:
     # CPython's half lives in its own module, so a board never loads its code.
@@ -76,11 +77,12 @@ def set_nodelay(sock):
         pass
 
 
-def new_poller(sock):
+def new_poller(sock, mask=1):
+    """A poller for sock alone, registered for mask (default POLLIN)."""
     import select
 
     p = select.poll()
-    p.register(sock, select.POLLIN)
+    p.register(sock, mask)
     if MICROPYTHON:
         # ipoll() allocates its reusable result tuple on the first call: do that here, so
         # the waits after connect() allocate nothing.

@@ -57,8 +57,29 @@ def write_some(sock, buf, off, n):
 
 
 def wait_io(poller, timeout_ms):
-    """Wait up to timeout_ms for a registered event; True if one fired."""
-    return bool(poller.poll(timeout_ms))
+    """Wait up to timeout_ms for a registered event: its mask, 0 if none fired."""
+    for _, ev in poller.poll(timeout_ms):
+        return ev
+    return 0
 
 
 _SSL_WANT = ("SSLWantReadError", "SSLWantWriteError")
+
+
+def cert_chain(ctx, cert, key):
+    """ctx.load_cert_chain from PEM text: umqtt's ssl_params pass the data, CPython's ssl
+    reads files."""
+    import os
+    import tempfile
+
+    paths = []
+    try:
+        for text in (cert, key):
+            fd, path = tempfile.mkstemp(suffix=".pem")
+            paths.append(path)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        ctx.load_cert_chain(paths[0], paths[1])
+    finally:
+        for path in paths:
+            os.unlink(path)

@@ -170,6 +170,7 @@ class Session:
         self.dup_in = 0  # duplicate incoming QoS 2 PUBLISH packets not delivered again
         self.deferred_in = 0  # QoS 2 PUBLISH packets left with the broker: table full
         self.resent = 0  # packets sent again after a reconnect
+        self.abandoned = 0  # QoS 2 publishes given up: the broker lost their session
 
     # Connection life cycle ---------------------------------------------------------
 
@@ -666,7 +667,8 @@ class Session:
             self.state = _DISCONNECTED
             return _EV_CONNACK
         self.state = _CONNECTED
-        if not pkt.session_present:
+        fresh = not pkt.session_present
+        if fresh:
             for k in range(len(self._in2)):
                 self._in2[k] = 0  # the broker forgot its half of those flows
             self._in2_used = 0
@@ -675,6 +677,22 @@ class Session:
         for _ in range(self._count):
             st = self._s_state[i]
             if st != _FREE:
+                if fresh and self._s_tx[i]:
+                    # A new session (clean, or lost by the broker) has no state for flows
+                    # begun in the old one (MQTT-3.1.2-6): nothing may resume. QoS 1 is
+                    # published again as a new message (at least once allows a second
+                    # copy). QoS 2 after PUBREC belongs to the broker: done. QoS 2 before
+                    # PUBREC may have been delivered already; publishing it again could
+                    # deliver it twice, so it is given up (counted in abandoned).
+                    if st == _Q1:
+                        self._ob[self._s_off[i]] &= 0xF7  # not a DUP: a new message
+                        self._s_tx[i] = 0
+                    else:
+                        if st == _Q2_REC:
+                            self.abandoned += 1
+                        self._complete(i)
+                        i = i + 1 if i + 1 < n else 0
+                        continue
                 if self._s_tx[i]:
                     self.resent += 1
                     if st != _Q2_COMP:
@@ -708,6 +726,20 @@ class Session:
                 self.dup_in += 1
                 return -1
         return _EV_MESSAGE
+
+    def head_sent(self):
+        """The packet id of the oldest unfinished PUBLISH when it was written on this
+        connection and is still unacknowledged; else 0 (the client's poison rule)."""
+        i = self._first
+        if self.state != _CONNECTED or not self._count or self._s_send[i] or not self._s_tx[i]:
+            return 0
+        st = self._s_state[i]
+        return self._s_pid[i] if st == _Q1 or st == _Q2_REC else 0
+
+    def drop_head(self):
+        """Remove the oldest message from the outbox (the broker refuses it)."""
+        if self._count:
+            self._complete(self._first)
 
     def in2_pending(self):
         """Incoming QoS 2 ids remembered until PUBREL."""
