@@ -51,11 +51,16 @@ def only_micropython(reason="needs micropython.heap_lock"):
         skip(reason + " (CPython)")
 
 
-def assert_no_alloc(fn, *args):
+def assert_no_alloc(fn, *args, before=None):
     """Run fn(*args) once to warm up, then again with the heap locked: any allocation
-    raises MemoryError. Skips on CPython, which has no heap lock."""
+    raises MemoryError. before(), when given, runs (unlocked) ahead of each call. Skips on
+    CPython, which has no heap lock."""
     only_micropython()
+    if before is not None:
+        before()
     fn(*args)
+    if before is not None:
+        before()
     gc.collect()
     # A call with *args builds its argument array on the heap: call plainly when possible.
     micropython.heap_lock()
@@ -65,9 +70,9 @@ def assert_no_alloc(fn, *args):
         else:
             fn()
     except MemoryError:
-        micropython.heap_unlock()
         raise AssertionError("allocated: " + getattr(fn, "__name__", "?"))
-    micropython.heap_unlock()
+    finally:
+        micropython.heap_unlock()  # whatever fn raised: later tests need the heap
 
 
 class Rng:

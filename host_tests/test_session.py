@@ -463,32 +463,71 @@ def _qos0():
         s.sent(s.tx_len)
 
 
-def _incoming():
-    # PUBLISH QoS 2, PUBREL, SUBACK-free control packets: PINGRESP, and QoS 1 PUBLISH.
+# What the locked helpers saw, written in place (no allocation): events in order, then
+# the first byte of each chunk the session gave to write.
+_SEEN = bytearray(16)
+_N = [0]
+
+
+def _seen(v):
+    _SEEN[_N[0]] = v
+    _N[0] += 1
+
+
+def _events_and_writes():
     s = _S
-    feed(s, _IN)
-    while s.next_event():
-        pass
+    ev = s.next_event()
+    while ev:
+        _seen(ev)
+        ev = s.next_event()
     while s.tx_len:
+        _seen(s.tx_buf[s.tx_off])
         s.sent(s.tx_len)
+
+
+def _incoming():
+    # PUBLISH QoS 2, PUBREL, PINGRESP, and a QoS 1 PUBLISH.
+    _N[0] = 0
+    feed(_S, _IN)
+    _events_and_writes()
 
 
 _IN = hexb("34 06 0001 74 0042 78 62 02 0042 d0 00 32 06 0001 74 0043 78")
 
+_SUB = [0, 0]  # the packet ids of the SUBSCRIBE and UNSUBSCRIBE under test
+
+
+def _subscribe_both():
+    # Outside the lock: subscribe() encodes filters given in a list (allocates by design).
+    s = _S
+    _SUB[0] = s.subscribe([(b"a/b", 1)])
+    _SUB[1] = s.subscribe([b"a/c"], True)
+    while s.tx_len:
+        s.sent(s.tx_len)
+
 
 def _suback():
     s = _S
+    _N[0] = 0
     b = s.rx_buf
-    s._sub_pid = 7
-    b[0:5] = b"\x90\x03\x00\x07\x01"
+    pid = _SUB[0]
+    b[0] = 0x90
+    b[1] = 3
+    b[2] = pid >> 8
+    b[3] = pid & 0xFF
+    b[4] = 1
     s.received(5)
-    s._unsub_pid = 8
-    while s.next_event():
-        pass
-    b[0:4] = b"\xb0\x02\x00\x08"
+    _events_and_writes()
+    _seen(s.ack_pid == pid)
+    pid = _SUB[1]
+    b[0] = 0xB0
+    b[1] = 2
+    b[2] = pid >> 8
+    b[3] = pid & 0xFF
     s.received(4)
-    while s.next_event():
-        pass
+    _events_and_writes()
+    _seen(s.ack_pid == pid)
+    _seen(s.sub_pending() or s.sub_pending(True))
 
 
 _CLK = [0]
@@ -496,19 +535,21 @@ _CLK = [0]
 
 def _keepalive():
     s = _S
+    _N[0] = 0
     s.keepalive_ms = 1000
     t = _CLK[0]
     s.tick(t)
     s.tick(t + 1000)  # ping due
-    while s.tx_len:
-        s.sent(s.tx_len)
+    _seen(s.ping_out)
+    _events_and_writes()
     s.rx_buf[0] = 0xD0
     s.rx_buf[1] = 0
     s.received(2)
-    while s.next_event():
-        pass
+    _events_and_writes()
+    _seen(s.ping_out)
     s.tick(t + 1500)
     s.keepalive_ms = 0
+    _CLK[0] = t + 2000  # the next run starts after this one: its ping is due again
 
 
 def test_whole_qos1_and_qos2_flows_allocate_nothing():
@@ -526,16 +567,21 @@ def test_qos0_publish_allocates_nothing():
 def test_incoming_publish_pubrel_pingresp_allocate_nothing():
     _setup()
     assert_no_alloc(_incoming)
+    # QoS 2 message, PINGRESP, QoS 1 message; then PUBREC, and PUBCOMP + PUBACK.
+    assert bytes(_SEEN[: _N[0]]) == bytes([EV_MESSAGE, EV_PINGRESP, EV_MESSAGE, 0x50, 0x70])
 
 
 def test_suback_unsuback_allocate_nothing():
     _setup()
-    assert_no_alloc(_suback)
+    assert_no_alloc(_suback, before=_subscribe_both)
+    assert bytes(_SEEN[: _N[0]]) == bytes([EV_SUBACK, 1, EV_UNSUBACK, 1, 0])
 
 
 def test_keepalive_path_allocates_nothing():
     _setup()
     assert_no_alloc(_keepalive)
+    # PINGREQ queued and written (0xC0), PINGRESP handled, nothing outstanding after.
+    assert bytes(_SEEN[: _N[0]]) == bytes([1, 0xC0, EV_PINGRESP, 0])
 
 
 def _q2(pid):
