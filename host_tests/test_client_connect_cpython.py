@@ -116,7 +116,7 @@ OUTAGES = {
 }
 
 
-@scenario.interp_param()
+@scenario.interp_param(scenario.ALL_INTERPRETERS)
 @pytest.mark.parametrize("case", sorted(OUTAGES))
 def test_check_msg_never_blocks_during_an_outage(interp, case, broker, proxy_factory):
     tls, fault = OUTAGES[case]
