@@ -665,3 +665,66 @@ def test_deferred_qos2_messages_are_fetched_without_backoff(interp, broker):
     n, ms, deferred, fails = res["GOT"][0].split()
     assert n == "30" and deferred == "True" and fails == "0", res
     assert int(ms) < 4000, res  # reconnects at once: no 0.5..8 s backoff between rounds
+
+
+# -- the name lookup -----------------------------------------------------------------------------
+
+LOOKUPS = """
+import sys
+from mote import MQTTClient, compat
+from mote.compat import sleep_ms, ticks_diff, ticks_ms
+
+P = PARAMS
+calls = [0]
+resolve = compat.resolve
+
+
+def counting(host, port):
+    calls[0] += 1
+    return resolve(host, port)
+
+
+compat.resolve = counting
+c = MQTTClient(P["cid"], "localhost", P["via"], timeout_ms=1000, backoff_ms=50,
+               backoff_max_ms=200)
+c.connect()
+print("READY", calls[0])
+sys.stdin.readline()  # the test cuts the link (the broker stays up)
+t0 = ticks_ms()
+while not c.is_connected() or ticks_diff(ticks_ms(), t0) < 300:
+    c.check_msg()
+    sleep_ms(5)
+print("CUT", calls[0], c.stats()["reconnects"])
+sys.stdin.readline()  # the test closes the port
+t0 = ticks_ms()
+while ticks_diff(ticks_ms(), t0) < 1500:
+    c.check_msg()
+    sleep_ms(5)
+print("REFUSED", calls[0], c.stats()["connect_failures"])
+c.disconnect()
+"""
+
+
+@scenario.interp_param()
+def test_names_are_looked_up_once_per_attempt_and_kept_while_they_work(
+    interp, broker, proxy_factory
+):
+    proxy = proxy_factory(broker.port)
+    s = Interactive(interp, LOOKUPS, params(broker, interp, "lookups", via=proxy.port))
+    try:
+        ready = s.until("READY")
+        proxy.cut_now()
+        s.go()
+        cut = s.until("CUT")
+        proxy.close()  # nothing listens there any more: TCP connects are refused
+        s.go()
+        res = s.finish()
+    finally:
+        s.kill()
+    assert ready[1] == "1", ready
+    assert cut[1:] == ["1", "1"], cut  # reconnected to the address it had: no lookup
+    lookups, fails = (int(x) for x in res["REFUSED"][0].split())
+    # The first attempt after the loss uses the kept address; its refused TCP connect drops
+    # it, so each later attempt, one backoff apart, looks the name up once: the first
+    # connect's lookup plus one per failed attempt but the first.
+    assert fails >= 3 and lookups == 1 + (fails - 1), res
