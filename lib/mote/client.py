@@ -279,7 +279,8 @@ class MQTTClient:
             from mote.tls import wrap
 
             host = self._servers[self._srv][0]
-            sock, self._warned = wrap(self.ssl, self.ssl_params, sock, host, self._warned)
+            left = ticks_diff(self._deadline, ticks_ms())
+            sock, self._warned = wrap(self.ssl, self.ssl_params, sock, host, self._warned, left)
             self.sock = sock
         self._poller = compat.new_poller(sock, _POLL_RW)
         s = self._s
@@ -591,6 +592,8 @@ class MQTTClient:
         s = self._s
         try:
             self._round(wait_ms)
+            if self._cs != _UP:
+                return  # a callback's publish() found the connection gone
             if self._renew:
                 self._renew_one()
             if s.want_reconnect and not s.in2_pending() and not s.tx_len:

@@ -15,12 +15,13 @@ def check(params):
             raise ValueError("unknown ssl_params key; known: " + ", ".join(_KEYS), k)
 
 
-def wrap(tls, params, sock, host, warned):
+def wrap(tls, params, sock, host, warned, left_ms):
     """Wrap a connected non-blocking socket in TLS. The handshake is not done here: it
     runs inside the reads and writes that follow (each returns "would block" until it is
     done), so it never blocks the caller. tls: True (a context built from params) or the
     caller's context. Returns (tls socket, warned): warns once when the server is not
-    verified."""
+    verified. A port whose wrap_socket cannot defer the handshake does it here, bounded by
+    left_ms (what is left of the attempt's deadline)."""
     if tls is True or not hasattr(tls, "wrap_socket"):
         ctx, verified = context(params)
     else:
@@ -30,7 +31,13 @@ def wrap(tls, params, sock, host, warned):
         warned = True
         print("mote: WARNING: TLS without a CA: the server's identity is NOT verified")
     name = params.get("server_hostname", host)
-    return ctx.wrap_socket(sock, server_hostname=name, do_handshake_on_connect=False), warned
+    try:
+        return ctx.wrap_socket(sock, server_hostname=name, do_handshake_on_connect=False), warned
+    except TypeError:  # an older port: no do_handshake_on_connect
+        sock.settimeout(max(1, left_ms) / 1000)
+        sock = ctx.wrap_socket(sock, server_hostname=name)
+        sock.setblocking(False)
+        return sock, warned
 
 
 def context(params):
