@@ -58,17 +58,23 @@ memory: $(VENV)/.test-stamp
 	@sh tools/ensure_mosquitto.sh
 	$(PY) tools/memory.py $(MEMORY_ARGS)
 
-# make run [MQTT_HOST=127.0.0.1] [MQTT_PORT=1883] [INTERVAL=5]: the node on this PC
+# make run [MQTT_HOST=127.0.0.1] [MQTT_PORT=1883] [INTERVAL=5] [RUN_ARGS="--config c.json"]:
+# the node on this PC. A broker with a login: MQTT_USER=... MQTT_PASSWORD=... (the node's
+# account; MOTE_USER/MOTE_PASSWORD for the watcher). make puts variables given on its
+# command line in the environment, where run_host.py reads them: no password in argv.
 run: $(VENV)/.test-stamp
-	$(PY) tools/run_host.py --host $(or $(MQTT_HOST),127.0.0.1) --port $(or $(MQTT_PORT),1883) --interval $(or $(INTERVAL),5)
+	$(PY) tools/run_host.py --host $(or $(MQTT_HOST),127.0.0.1) --port $(or $(MQTT_PORT),1883) $(if $(INTERVAL),--interval $(INTERVAL)) $(RUN_ARGS)
 
 # make flash BOARD=esp32 PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-....bin
 flash: $(VENV)/.tools-stamp
 	$(PY) tools/flash.py --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)"
 
-# make deploy BOARD=esp32 PORT=/dev/ttyUSB0 [CONFIG=config.json] [FORCE=1] [LINES=1: keep line numbers]
+# make deploy BOARD=esp32 PORT=/dev/ttyUSB0 [CONFIG=config.json] [FORCE=1: copy everything]
+# [LINES=1: keep line numbers] [DEPLOY_ARGS=--dry-run]. LINES counts only from make's command
+# line: make itself may define LINES (the terminal's height).
+DEPLOY_LINES := $(if $(filter command line,$(origin LINES)),$(filter-out 0,$(LINES)))
 deploy: $(VENV)/.tools-stamp
-	$(PY) tools/deploy.py --board "$(BOARD)" --port "$(PORT)" --config "$(or $(CONFIG),config.json)"
+	$(PY) tools/deploy.py --board "$(BOARD)" --port "$(PORT)" --config "$(or $(CONFIG),config.json)" $(if $(filter-out 0,$(FORCE)),--force) $(if $(DEPLOY_LINES),--lines) $(DEPLOY_ARGS)
 
 # make repl PORT=/dev/ttyUSB0 (Ctrl-] leaves)
 repl: $(VENV)/.tools-stamp

@@ -16,7 +16,7 @@ def _node(**over):
     return node, hw
 
 
-def _run(node, name, payload=b""):
+def _run(node, name, payload=b"{}"):
     return json.loads(node.commands.handle(name, payload))
 
 
@@ -148,7 +148,7 @@ def test_reboot_is_requested_not_immediate():
 
 def test_config_get_is_redacted():
     node, _ = _node(broker={"password": "topsecret"})
-    raw = node.commands.handle("config", b"")
+    raw = node.commands.handle("config", b"{}")
     assert b"topsecret" not in raw
     r = json.loads(raw)
     assert r["ok"] and r["config"]["broker"]["password"] == "***"
@@ -156,7 +156,7 @@ def test_config_get_is_redacted():
 
 def test_config_set_applies_and_persists():
     path = fx.TMP + "/mote_fw_cmd_config.json"
-    node, _ = _node(config_path=path)
+    node, _ = _node(config_path=path, remote_config=["interval_s", "broker.port"])
     r = _run(node, "config", b'{"id": 1, "arg": {"interval_s": 17, "broker.port": 1884}}')
     assert r["ok"] is True and r["reboot_required"] is True
     assert sorted(r["changed"]) == ["broker.port", "interval_s"]

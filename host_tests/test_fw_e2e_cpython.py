@@ -28,7 +28,7 @@ class Node:
         with open(self.config_path, "w") as f:
             json.dump(cfg, f)
         path = ":".join(os.path.join(ROOT, p) for p in ("firmware", "lib", "boards/host"))
-        env = dict(os.environ, MICROPYPATH=path)
+        env = dict(os.environ, MICROPYPATH=path + ":.frozen")  # .frozen: the port's ssl module
         self.lines = []
         self.proc = subprocess.Popen(
             [
@@ -268,7 +268,9 @@ def test_every_command_is_answered_and_bad_ones_do_not_stop_the_node(broker, run
         lambda m: [s[1] for s in peer.on("/status")[n_status:]][:2] == [b"offline", b"online"]
     )
     r = cmd("read")
-    assert r["seq"] >= 4 and node.alive()
+    # seq 2 before the reboot; after it the read may run before the first reading (the
+    # command can arrive while the node announces itself): 3 or more, never from 1 again
+    assert r["seq"] >= 3 and node.alive()
 
 
 def test_broker_restart_queued_readings_arrive_in_order(fresh_broker, run_node, peers):

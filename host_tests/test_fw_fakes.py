@@ -26,6 +26,7 @@ ON_DEMAND = (
     "app.ha",
     "app.online",
     "app.clock",
+    "app.sign",
     "hal.builder",
     "hal.ntp",
     "hal.standin",
@@ -50,9 +51,18 @@ class StopLoop(BaseException):
     """Raised by a fake sleep to leave Node.run(), which catches every Exception."""
 
 
+class FakeSession:
+    """The real client's session counters the node reads: oversize messages dropped."""
+
+    def __init__(self):
+        self.dropped = 0
+        self.drop_len = 0
+
+
 class FakeClient:
     """Records publishes as (topic str, payload bytes, retain, qos). `broker_up` False
-    makes connect() raise and drops the connection on the next check_msg()."""
+    makes connect() raise and drops the connection on the next check_msg(). inject()
+    queues a message for the callback (msg_retain set as the real client does)."""
 
     def __init__(self, cfg=None, client_id="fake"):
         self.client_id = client_id
@@ -73,6 +83,8 @@ class FakeClient:
         self.clean = None
         self.disconnects = 0
         self.check_error = None
+        self.msg_retain = False
+        self._s = FakeSession()
         self._pid = 0
 
     def set_callback(self, f):
@@ -126,11 +138,21 @@ class FakeClient:
             self.connects += 1
             self._send_queued()
         while self.incoming and self.connected:
-            t, m = self.incoming.pop(0)
+            t, m, retain = self.incoming.pop(0)
+            if m is None:  # oversize: the real client drops it and counts
+                self._s.dropped += 1
+                self._s.drop_len = retain
+                continue
+            self.msg_retain = retain
             self.cb(t, m)
+            self.msg_retain = False
 
-    def inject(self, topic, payload):
-        self.incoming.append((topic.encode(), payload))
+    def inject(self, topic, payload, retain=False):
+        self.incoming.append((topic.encode(), payload, retain))
+
+    def inject_oversize(self, topic, size):
+        """A message of size bytes that the real client would drop (rx_size)."""
+        self.incoming.append((topic.encode(), None, size))
 
     def is_connected(self):
         return self.connected

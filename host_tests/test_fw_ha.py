@@ -42,11 +42,11 @@ def test_sensor_payload_points_at_the_telemetry():
     assert _msgs()["homeassistant/sensor/mote_a1b2/rssi/config"]["ent_cat"] == "diagnostic"
 
 
-def test_led_switch_uses_the_led_command_and_its_reply():
+def test_led_switch_uses_the_led_command_and_the_retained_state_topic():
     s = _msgs()["homeassistant/switch/mote_a1b2/led/config"]
     assert s["cmd_t"] == "~/cmd/led"
-    assert s["stat_t"] == "~/reply/led"
-    assert s["val_tpl"] == "{{ value_json.led }}"
+    assert s["stat_t"] == "~/led"  # retained on/off, not the reply (issue 11)
+    assert "val_tpl" not in s
     assert (s["pl_on"], s["pl_off"], s["stat_on"], s["stat_off"]) == ("on", "off", "on", "off")
 
 

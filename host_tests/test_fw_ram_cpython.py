@@ -46,6 +46,7 @@ MODULES = (
     "app.ha",
     "app.admin",
     "app.clock",
+    "app.sign",
     "app.deep",
     "hal.builder",
     "hal.ntp",
@@ -70,7 +71,7 @@ import app, hal
 assert app.__file__.endswith(".mpy"), app.__file__
 from app import setup
 booted = setup.boot(%(config)r)
-cfg, raw, problems, hw = booted
+cfg, raw, problems, hw, trial = booted
 booted = None
 from app import node as node_mod
 client = fx.FakeClient()
@@ -78,8 +79,8 @@ node = node_mod.Node(cfg, raw, problems, hw, make_client=lambda c, i: client,
                      config_path=%(config)r, sensor_error=hal.SensorError)
 setup = cfg = raw = problems = hw = None
 node.start()
-for name, arg in (("info", b""), ("config", b""), ("interval", b"1"), ("ping", b""),
-                  ("read", b""), ("led", b"on"), ("config", b'{"arg": {"qos": 1}}')):
+for name, arg in (("info", b"{}"), ("config", b"{}"), ("interval", b"1"), ("ping", b"{}"),
+                  ("read", b"{}"), ("led", b"on"), ("config", b'{"arg": {"qos": 1}}')):
     client.inject(%(cmd)r + name, arg)
 t0 = ticks_ms()
 while time.ticks_diff(ticks_ms(), t0) < 1500:

@@ -4,14 +4,25 @@ boot.py, main.py and your config.json. Files unchanged since the last deploy to 
 port (a hash manifest in build/deploy/) are skipped.
 
 Usage: python tools/deploy.py --board esp32 --port /dev/ttyUSB0 [--config config.json]
-       [--force] [--dry-run] [--build-only]
-BOARD, PORT and CONFIG may also come from the environment (as make passes them).
+       [--force] [--lines] [--dry-run] [--build-only]
+BOARD, PORT, CONFIG and FORCE=1 may also come from the environment (make deploy passes
+FORCE=1 and LINES=1 as --force and --lines). tools/flash.py forgets a port's record.
 
 Device layout: /boot.py /main.py /board.py /config.json /app/*.mpy /lib/mote/*.mpy
-/lib/hal/*.mpy (MicroPython finds /lib on its default path).
+/lib/hal/*.mpy (MicroPython finds /lib on its default path), and /certs/ca.der,
+/certs/cert.der, /certs/key.der when the config names them.
+
+TLS files: in the config being deployed, broker.ca, broker.cert and broker.key are paths
+on this PC (relative to the config file's folder, or absolute), PEM or DER. Each is
+converted to DER (what MicroPython's TLS reads), copied to /certs/<ca|cert|key>.der, and
+the config.json that goes to the board names those device paths instead. Your config
+file itself is never changed. A value written ":/path" names a file already on the
+board: nothing is copied, and the board's config names /path.
 """
 
 import argparse
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -22,13 +33,16 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOARDS = ("esp32", "esp32s3", "esp32c3")
-BUILD = os.path.join(ROOT, "build", "deploy")
+# The staging tree and the per-port records (MOTE_DEPLOY_BUILD: another folder, for tests).
+BUILD = os.environ.get("MOTE_DEPLOY_BUILD") or os.path.join(ROOT, "build", "deploy")
 
 # (source dir, device dir): every .py below is compiled to .mpy.
 COMPILED = (("lib/mote", "lib/mote"), ("lib/hal", "lib/hal"), ("firmware/app", "app"))
 # Kept as source: boot.py and main.py must be .py to run, and board.py stays editable.
 SOURCE = (("firmware/boot.py", "boot.py"), ("firmware/main.py", "main.py"))
 MANIFEST = ".mote-manifest.json"
+# broker.<key> names a file on this PC -> where it lands on the device (DER).
+TLS_FILES = (("ca", "certs/ca.der"), ("cert", "certs/cert.der"), ("key", "certs/key.der"))
 
 
 def say(*args):
@@ -76,6 +90,133 @@ MPY_FLAGS = ["-O3"]
 MPY_FLAGS_LINES = ["-O1"]
 
 
+def _pem_blocks(text):
+    """[(label, DER bytes)] of the PEM blocks in text, in order."""
+    out = []
+    for m in re.finditer(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", text, re.DOTALL):
+        body = m.group(2)
+        if "Proc-Type:" in body and "ENCRYPTED" in body:
+            out.append(("ENCRYPTED " + m.group(1), b""))
+            continue
+        try:
+            der = base64.b64decode("".join(body.split()), validate=True)
+        except (ValueError, binascii.Error):
+            raise ValueError("a %s block that is not base64" % m.group(1)) from None
+        out.append((m.group(1), der))
+    return out
+
+
+def to_der(data, what):
+    """(DER bytes, a note or None) for a certificate (what "ca"/"cert") or private key
+    (what "key") given as PEM or DER. Raises ValueError with the reason (never the key's
+    contents)."""
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        if data[:1] != b"\x30":  # DER: an ASN.1 SEQUENCE
+            raise ValueError("neither PEM nor DER")
+        return data, None
+    blocks = _pem_blocks(data.decode("ascii", "replace"))
+    if what == "key":
+        keys = [(label, der) for label, der in blocks if label.endswith("PRIVATE KEY")]
+        if not keys:
+            raise ValueError("no PRIVATE KEY block in this PEM file")
+        if keys[0][0].startswith("ENCRYPTED"):
+            raise ValueError(
+                "the key is encrypted; the board cannot ask for a pass phrase: "
+                "openssl pkey -in KEY.pem -outform DER -out key.der (keep it private)"
+            )
+        return keys[0][1], None
+    certs = [der for label, der in blocks if label in ("CERTIFICATE", "TRUSTED CERTIFICATE")]
+    if not certs:
+        raise ValueError("no CERTIFICATE block in this PEM file")
+    note = None
+    if len(certs) > 1:
+        note = "%d certificates in the file: only the first is used on the board" % len(certs)
+    return certs[0], note
+
+
+def tls_files(raw, config_path):
+    """[(config key, local path, device path)] for broker.ca/cert/key set in the raw
+    config (paths relative to the config file's folder). A value written ":/path" names a
+    file already on the board: local path None, nothing copied, the ":" dropped. Fails
+    with a clear message for a file that is missing or a certificate without its key."""
+    broker = raw.get("broker") if isinstance(raw, dict) else None
+    if not isinstance(broker, dict):
+        return []
+    base = os.path.dirname(os.path.abspath(config_path))
+    out = []
+    for key, dev in TLS_FILES:
+        value = broker.get(key)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            fail("broker.%s must be a path (a string), got %s" % (key, type(value).__name__))
+        if value.startswith(":"):
+            out.append(("broker." + key, None, value[1:]))
+            continue
+        local = os.path.join(base, os.path.expanduser(value))
+        if not os.path.isfile(local):
+            fail(
+                "broker.%s: %s not found. In the config you deploy, broker.ca, broker.cert "
+                "and broker.key name files on this PC (relative to %s); deploy copies them "
+                "to the board's /certs/ and rewrites the paths. A file already on the "
+                'board: write ":%s"' % (key, local, base, value)
+            )
+        out.append(("broker." + key, local, dev))
+    named = {k for k, _, _ in out}
+    if ("broker.cert" in named) != ("broker.key" in named):
+        fail("broker.cert and broker.key go together (the client certificate and its key)")
+    if out and broker.get("tls") is not True:
+        say("warning: broker.tls is not true: the TLS files are copied but not used")
+    return out
+
+
+def _write_private(path, data):
+    # Keys and configs with passwords: readable by this user only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def stage_config(config_path, out):
+    """Stage config.json (and the TLS files it names) into out. Returns {device path:
+    local path}: the config as it is, or, when it names TLS files, a copy whose
+    broker.ca/cert/key are the device paths plus those files converted to DER."""
+    with open(config_path, "rb") as f:
+        text = f.read()
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raw = None  # check_config has already refused it; belt and braces
+    files = {}
+    found = tls_files(raw, config_path)
+    for name, local, dev in found:
+        if local is None:
+            raw["broker"][name.rsplit(".", 1)[1]] = dev
+            say("%s: %s, already on the board (not copied)" % (name, dev))
+            continue
+        with open(local, "rb") as f:
+            data = f.read()
+        try:
+            der, note = to_der(data, name.rsplit(".", 1)[1])
+        except ValueError as e:
+            fail("%s: %s: %s" % (name, local, e.args[0]))
+        if note:
+            say("warning: %s: %s" % (name, note))
+        target = os.path.join(out, dev)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        _write_private(target, der)
+        files[dev] = target
+        raw["broker"][name.rsplit(".", 1)[1]] = "/" + dev
+        say("%s %s -> :/%s (%d bytes DER)" % (name, local, dev, len(der)))
+    if found:
+        text = json.dumps(raw, indent=1).encode() + b"\n"
+    target = os.path.join(out, "config.json")
+    _write_private(target, text)
+    files["config.json"] = target
+    return files
+
+
 def stage(board, config_path, mpy_cross, lines=False):
     """Build the device tree in build/deploy/<board>/stage. Returns {device path: local
     path} and the total .mpy size in bytes."""
@@ -111,9 +252,7 @@ def stage(board, config_path, mpy_cross, lines=False):
         target = os.path.join(out, dst)
         shutil.copyfile(os.path.join(ROOT, src), target)
         files[dst] = target
-    target = os.path.join(out, "config.json")
-    shutil.copyfile(config_path, target)
-    files["config.json"] = target
+    files.update(stage_config(config_path, out))
     return files, mpy_bytes
 
 
@@ -124,6 +263,20 @@ def digest(path):
 
 def manifest_path(board, port):
     return os.path.join(BUILD, board, re.sub(r"[^A-Za-z0-9]+", "_", port) + ".json")
+
+
+def forget_port(port):
+    """Remove every board's record of what was deployed to port (after a flash erased the
+    board, a deploy must copy everything). Returns the paths removed."""
+    removed = []
+    for board in BOARDS:
+        path = manifest_path(board, port)
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def load_manifest(path):
@@ -137,7 +290,7 @@ def load_manifest(path):
 # Runs on the device first: make the folders, and remove a .py that would shadow a .mpy
 # we are about to copy (MicroPython imports the .py first).
 _PREP = """import os
-for d in ('lib', 'lib/mote', 'lib/hal', 'app'):
+for d in ('lib', 'lib/mote', 'lib/hal', 'app', 'certs'):
     try:
         os.mkdir(d)
     except OSError:
@@ -170,11 +323,12 @@ def main(argv=None):
         default=env.get("FORCE") not in (None, "", "0"),
         help="copy every file, changed or not (make deploy FORCE=1)",
     )
+    # Not from the environment: LINES there is usually the terminal's height (make passes
+    # --lines for `make deploy LINES=1`).
     ap.add_argument(
         "--lines",
         action="store_true",
-        default=env.get("LINES") not in (None, "", "0"),
-        help="keep line numbers in tracebacks (costs heap on the board)",
+        help="keep line numbers in tracebacks (costs heap on the board; make deploy LINES=1)",
     )
     ap.add_argument("--dry-run", action="store_true", help="build, print the copy, copy nothing")
     ap.add_argument("--build-only", action="store_true", help="compile and report sizes only")
@@ -214,7 +368,7 @@ def main(argv=None):
         % (len(changed), len(files) - len(changed), args.port)
     )
     if not changed:
-        say("nothing to copy (use --force to copy everything)")
+        say("nothing to copy (--force, or make deploy FORCE=1, copies everything)")
         return 0
     cmd = mpremote_command(mpremote, args.port, changed)
     shown = [c if c != _PREP else "<make folders, drop stale .py>" for c in cmd]

@@ -4,12 +4,18 @@ the firmware image at the board's offset (0x1000 on the ESP32, 0x0 on the S3 and
 Usage: python tools/flash.py --board esp32 --port /dev/ttyUSB0 --firmware ESP32_GENERIC.bin
        [--baud 460800] [--no-erase] [--dry-run]
 BOARD, PORT and FIRMWARE may also come from the environment (as make passes them).
+
+Flashing changes what is on the board, so it first forgets tools/deploy.py's record of
+what was deployed to that port: the next `make deploy` copies everything.
 """
 
 import argparse
 import os
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import deploy  # noqa: E402  (tools/deploy.py: where the per-port deploy record lives)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -84,6 +90,14 @@ def main(argv=None):
         "flash: %s (%s): MicroPython %s at 0x%x on %s"
         % (args.board, chip, args.firmware, offset, args.port)
     )
+    if args.dry_run:
+        print("flash: would forget what was deployed to %s" % args.port)
+    else:
+        for path in deploy.forget_port(args.port):
+            print(
+                "flash: forgot the deploy record %s: the next make deploy copies everything"
+                % os.path.relpath(path)
+            )
     for cmd in commands(args.board, args.port, args.firmware, args.baud, not args.no_erase):
         print("flash: +", " ".join(cmd), flush=True)
         if args.dry_run:

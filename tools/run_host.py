@@ -6,11 +6,17 @@ Broker: the one already listening on --host:--port if any; else (for a loopback 
 mosquitto started here (installed with apt-get first when running as root), else the
 pure-Python amqtt broker from PyPI (requirements/run.txt, installed into this Python's
 environment on first use). Usage: python tools/run_host.py [--port 1883] [--interval 5] ...
+
+A broker that wants a login: MQTT_USER and MQTT_PASSWORD (environment) are the node's
+account; MOTE_USER and MOTE_PASSWORD, if set, the account of the watcher that prints what
+the node publishes (as for tools/mote-cli). Secret values are printed as "***".
+Files go to build/run/ (MOTE_RUN_DIR: another folder); --dry-run writes nothing.
 """
 
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,10 +25,22 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from redact import mask, mask_payload, mask_text  # noqa: E402  (tools/redact.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN_DIR = os.path.join(ROOT, "build", "run")
+# Where the config, broker files and RTC memory go (MOTE_RUN_DIR: another folder, e.g. for
+# a second node next to a running one, or for tests).
+RUN_DIR = os.environ.get("MOTE_RUN_DIR") or os.path.join(ROOT, "build", "run")
 SIM_UID = "6d6f74650001"  # the host board's default unique id (hal.sim.SimSystem)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEFAULT_INTERVAL_S = 5
+# The unix port's frozen modules (ssl among them: TLS to the broker). MICROPYPATH replaces
+# the default path, which has them, so it names them again.
+FROZEN = ".frozen"
+# The node's console line when the broker refuses its CONNECT (app.node logs the
+# MQTTException with the CONNACK return code).
+REFUSED = re.compile(r"MQTTException: ([45])\b")
 
 
 def say(*args):
@@ -139,8 +157,11 @@ def ensure_broker(host, port, choice):
                 return proc
             stop(proc)
             if choice == "mosquitto":
-                die("mosquitto did not start: see build/run/mosquitto.log")
-            say("mosquitto did not start (see build/run/mosquitto.log); trying amqtt")
+                die("mosquitto did not start: see %s" % os.path.join(RUN_DIR, "mosquitto.log"))
+            say(
+                "mosquitto did not start (see %s); trying amqtt"
+                % os.path.join(RUN_DIR, "mosquitto.log")
+            )
         elif choice == "mosquitto":
             die("mosquitto not installed (Debian/Ubuntu: sudo apt-get install mosquitto)")
         else:
@@ -151,7 +172,7 @@ def ensure_broker(host, port, choice):
     proc = start_amqtt(cmd, port)
     if not wait_listening("127.0.0.1", port, proc, 30.0):
         stop(proc)
-        die("amqtt did not start: see build/run/amqtt.log")
+        die("amqtt did not start: see %s" % os.path.join(RUN_DIR, "amqtt.log"))
     return proc
 
 
@@ -166,32 +187,69 @@ def stop(proc, sig=signal.SIGTERM, timeout_s=5.0):
         proc.wait()
 
 
-def write_config(args):
-    """The node's config.json in build/run/: --config's file (or defaults) with the
-    broker, interval and id from the command line laid over it."""
+def build_config(args, environ=os.environ):
+    """The node's configuration: --config's file (or defaults) with the broker host and
+    port, the login (MQTT_USER / MQTT_PASSWORD) and, when given, --interval and --id laid
+    over it. Writes nothing."""
     if args.config:
         try:
             with open(args.config) as f:
                 cfg = json.load(f)
         except (OSError, ValueError) as e:
             die("cannot use --config %s: %s" % (args.config, e))
+        if not isinstance(cfg, dict):
+            die("cannot use --config %s: not a JSON object" % args.config)
     else:
-        cfg = {"interval_s": args.interval, "offline_bytes": 8192}
+        cfg = {"interval_s": DEFAULT_INTERVAL_S, "offline_bytes": 8192}
     broker = cfg.setdefault("broker", {})
     broker["host"] = args.host
     broker["port"] = args.port
-    if args.interval is not None and args.config:
+    user, password = environ.get("MQTT_USER"), environ.get("MQTT_PASSWORD")
+    if user:
+        broker["user"] = user
+    if password:
+        if not broker.get("user"):
+            die("MQTT_PASSWORD needs MQTT_USER (or broker.user in --config): the login name")
+        broker["password"] = password
+    if args.interval is not None:
         cfg["interval_s"] = args.interval
     if args.id:
         cfg["device_id"] = args.id
-    sim = cfg.setdefault("sim", {})
-    rtc = sim.setdefault("rtc_file", os.path.join(RUN_DIR, "rtc.bin"))
+    cfg.setdefault("sim", {}).setdefault("rtc_file", os.path.join(RUN_DIR, "rtc.bin"))
+    return cfg
+
+
+def write_config(cfg):
+    """Write cfg to build/run/config.json and clear the simulated RTC memory (each run
+    is a power-on). Returns the path."""
+    rtc = cfg["sim"]["rtc_file"]
     if os.path.exists(rtc):
-        os.remove(rtc)  # each run is a power-on: RTC memory starts empty
+        os.remove(rtc)
     path = os.path.join(RUN_DIR, "config.json")
-    with open(path, "w") as f:
+    # It may hold the broker password: readable by this user only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
         json.dump(cfg, f, indent=2)
-    return path, cfg
+    return path
+
+
+def refused_hint(code, cfg, host, port):
+    """What to do when the broker refuses the node's CONNECT with return code 4 or 5."""
+    user = cfg.get("broker", {}).get("user")
+    what = "bad user name or password" if code == 4 else "not authorised"
+    if not user:
+        return (
+            "the broker at %s:%d refused the node (MQTT code %d: %s): it wants a login. "
+            "Give the node's account: MQTT_USER=<name> MQTT_PASSWORD=<password> make run "
+            "(or the same variables for tools/run_host.py)" % (host, port, code, what)
+        )
+    return (
+        "the broker at %s:%d refused the node's login as %r (MQTT code %d: %s): check "
+        "MQTT_USER / MQTT_PASSWORD (mosquitto answers 5 for a wrong password too), and "
+        "that the broker's password file and ACL have this account"
+        % (host, port, user, code, what)
+    )
 
 
 def node_command(mp, config_path, heapsize, mpy_root=None):
@@ -199,13 +257,13 @@ def node_command(mp, config_path, heapsize, mpy_root=None):
     the sources, or from mpy_root (laid out by build_mpy(), as on a board)."""
     if mpy_root:
         # The script's folder is sys.path[0], as "/" is on a board; then /lib.
-        env = dict(os.environ, MICROPYPATH=os.path.join(mpy_root, "lib"))
+        env = dict(os.environ, MICROPYPATH=os.path.join(mpy_root, "lib") + ":" + FROZEN)
         main = os.path.join(mpy_root, "main.py")
     else:
         path = ":".join(
             os.path.join(ROOT, p) for p in ("firmware", "lib", os.path.join("boards", "host"))
         )
-        env = dict(os.environ, MICROPYPATH=path)
+        env = dict(os.environ, MICROPYPATH=path + ":" + FROZEN)
         main = os.path.join(ROOT, "firmware", "main.py")
     return [mp, "-X", "heapsize=" + heapsize, main, config_path], env
 
@@ -239,8 +297,10 @@ def build_mpy(out):
     return total
 
 
-def watch(host, port, topic):
-    """Print telemetry and replies as they arrive (paho-mqtt), in a background thread."""
+def watch(host, port, topic, environ=os.environ):
+    """Print telemetry and replies as they arrive (paho-mqtt), in a background thread,
+    logged in as MOTE_USER / MOTE_PASSWORD if set (never as the node: a broker with
+    use_username_as_clientid would then take the node's connection away)."""
     try:
         import paho.mqtt.client as mqtt
     except ImportError:
@@ -248,20 +308,23 @@ def watch(host, port, topic):
         return None
 
     def on_connect(c, userdata, flags, reason, props=None):
+        if reason.is_failure:
+            say(
+                "the watcher cannot log in to the broker (%s): set MOTE_USER and "
+                "MOTE_PASSWORD to an account that may read %s to see what the node "
+                "publishes" % (reason, topic)
+            )
+            c.disconnect()
+            return
         c.subscribe(topic, 1)
 
     def on_message(c, userdata, msg):
-        text = msg.payload.decode("utf-8", "replace")
         tail = msg.topic.split("/", 2)[-1]
-        if tail.startswith("telemetry"):
-            try:
-                r = json.loads(text)
-                text = "  ".join("%s=%s" % (k, r[k]) for k in sorted(r))
-            except ValueError:
-                pass
-        print("mqtt  %-16s %s" % (tail, text), flush=True)
+        print("mqtt  %-16s %s" % (tail, format_payload(tail, msg.payload)), flush=True)
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="mote-run-watch-%d" % os.getpid())
+    if environ.get("MOTE_USER"):
+        c.username_pw_set(environ["MOTE_USER"], environ.get("MOTE_PASSWORD"))
     c.on_connect = on_connect
     c.on_message = on_message
     try:
@@ -273,9 +336,27 @@ def watch(host, port, topic):
     return c
 
 
-def pump(proc, prefix):
+def format_payload(tail, payload):
+    """How the watcher shows a payload: a reading as key=value pairs, anything else as
+    its text; secret values masked either way."""
+    if tail.startswith("telemetry"):
+        try:
+            r = mask(json.loads(payload))
+        except ValueError:
+            r = None
+        if isinstance(r, dict):
+            return "  ".join("%s=%s" % (k, r[k]) for k in sorted(r))
+    return mask_payload(payload)
+
+
+def pump(proc, prefix, refused):
+    """Copy the node's console to ours (secrets masked); note a refused login."""
     for line in proc.stdout:
-        sys.stdout.write(prefix + line)
+        m = REFUSED.search(line)
+        if m and not refused.is_set():
+            refused.code = int(m.group(1))
+            refused.set()
+        sys.stdout.write(prefix + mask_text(line))
         sys.stdout.flush()
 
 
@@ -292,7 +373,13 @@ def main():
     ap.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
     ap.add_argument("--broker", choices=("auto", "existing", "mosquitto", "amqtt"), default="auto")
-    ap.add_argument("--interval", type=int, default=5, help="seconds between readings (5)")
+    ap.add_argument(
+        "--interval",
+        type=int,
+        default=None,
+        help="seconds between readings (default: --config's interval_s, else %d)"
+        % DEFAULT_INTERVAL_S,
+    )
     ap.add_argument("--id", help="device id (default: the host board's unique id)")
     ap.add_argument("--config", help="a config.json to start from (broker/port are replaced)")
     ap.add_argument("--heapsize", help="MicroPython heap (default 256K, 128K with --mpy)")
@@ -307,11 +394,15 @@ def main():
         action="store_true",
         help="run .mpy files laid out as `make deploy` does (build/run/mpy), not the sources",
     )
-    ap.add_argument("--dry-run", action="store_true", help="print the node command, run nothing")
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the node command and its config, run nothing, write nothing",
+    )
     args = ap.parse_args()
     if not 0 < args.port < 65536:
         die("--port must be 1..65535")
-    if not 1 <= args.interval <= 86400:
+    if args.interval is not None and not 1 <= args.interval <= 86400:
         die("--interval must be 1..86400")
     # An absolute path: the node runs in its own working folder.
     mp = os.path.abspath(args.micropython) if args.micropython else micropython_path()
@@ -322,8 +413,12 @@ def main():
     if not (os.path.isfile(mp) and os.access(mp, os.X_OK)):
         die("--micropython %s: not an executable file" % mp)
     heapsize = args.heapsize or ("128K" if args.mpy else "256K")
-    os.makedirs(RUN_DIR, exist_ok=True)
-    config_path, cfg = write_config(args)
+    cfg = build_config(args)
+    if args.dry_run:
+        config_path = os.path.join(RUN_DIR, "config.json")
+    else:
+        os.makedirs(RUN_DIR, exist_ok=True)
+        config_path = write_config(cfg)
     mpy_root = None
     if args.mpy:
         mpy_root = os.path.join(RUN_DIR, "mpy")
@@ -338,7 +433,9 @@ def main():
             + env["MICROPYPATH"],
             " ".join(argv),
         )
+        say("would write %s (secrets masked): %s" % (config_path, json.dumps(mask(cfg))))
         return 0
+    say("config %s (secrets masked): %s" % (config_path, json.dumps(mask(cfg))))
     broker = ensure_broker(args.host, args.port, args.broker)
     node = watcher = None
     try:
@@ -357,11 +454,23 @@ def main():
             text=True,
             start_new_session=True,
         )
-        threading.Thread(target=pump, args=(node, "node  "), daemon=True).start()
+        refused = threading.Event()
+        threading.Thread(target=pump, args=(node, "node  ", refused), daemon=True).start()
         cli = os.path.relpath(os.path.join(ROOT, "tools", "mote-cli"))
-        say("try, in another terminal: %s --port %d cmd %s ping" % (cli, args.port, dev))
+        login = ""
+        if cfg["broker"].get("user"):
+            login = " (with MOTE_USER and MOTE_PASSWORD of an account that may send commands)"
+        say("try, in another terminal: %s --port %d cmd %s ping%s" % (cli, args.port, dev, login))
         say("Ctrl-C stops")
-        node.wait()
+        while node.poll() is None:
+            if refused.wait(0.2):
+                print(
+                    "run: error:",
+                    refused_hint(refused.code, cfg, args.host, args.port),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 2
         say("the node exited with status", node.returncode)
         return node.returncode
     except KeyboardInterrupt:

@@ -5,8 +5,8 @@ VERSION = "0.1.0"
 def run(config_path="config.json"):
     """Boot the node: config, board, hardware (app.setup), then the loop (app.node). A
     config that cannot work is reported and run returns (to the REPL on a device) instead
-    of crash-looping; on the host a Reboot or DeepSleep starts the node afresh in the same
-    process.
+    of crash-looping, and run returns 1 (0 after Ctrl-C); on the host a Reboot or
+    DeepSleep starts the node afresh in the same process.
 
     The order saves heap: what boot needs only once (the config validator, the hardware
     builder) comes and goes first, then the loop's code is loaded, then the large buffers
@@ -23,8 +23,8 @@ def run(config_path="config.json"):
         booted = setup.boot(config_path)
         if booted is None:
             hal.unload("app.setup")
-            return
-        cfg, raw, problems, hw = booted
+            return 1
+        cfg, raw, problems, hw, trial = booted
         booted = None
         gc.collect()  # what boot freed is reused by the code loaded next, not left as holes
         from app import node as node_mod
@@ -38,6 +38,7 @@ def run(config_path="config.json"):
             config_path=config_path,
             sensor_error=hal.SensorError,
         )
+        node.trial = trial
         setup = cfg = raw = problems = hw = None
         try:
             node.run()
@@ -49,5 +50,5 @@ def run(config_path="config.json"):
         except KeyboardInterrupt:
             log("stopped")
             node.shutdown()
-            return
+            return 0
         node = None

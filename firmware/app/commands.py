@@ -9,6 +9,8 @@
 import gc
 import json
 
+from hal import unload
+
 # Ids remembered for duplicate suppression; each entry keeps its reply when that is at
 # most _KEEP_REPLY bytes (an `info` reply is ~700: eight of them would cost 6 KB of heap).
 _REMEMBER = 8
@@ -24,7 +26,8 @@ class CommandError(ValueError):
 def parse(payload):
     """(id, arg) from a command payload (bytes). id is None, a str or an int; arg is None
     (empty payload), a str, a number, or a JSON value from the envelope's "arg". Raises
-    CommandError for a payload that is not UTF-8, broken JSON, or a bad envelope."""
+    CommandError for a payload that is not UTF-8, broken JSON, or a bad envelope (its
+    args[1] is the envelope's id when that could be read, for the reply)."""
     try:
         text = bytes(payload).decode()
     except UnicodeError:
@@ -41,14 +44,16 @@ def parse(payload):
                 raise CommandError("payload is not valid JSON")
             return None, text  # e.g. "-x" or "12abc": plain text after all
         if type(v) is dict:
-            for k in v:
-                if k != "id" and k != "arg":
-                    raise CommandError("unknown field in command object: " + str(k)[:_NAME_MAX])
             cid = v.get("id")
             if cid is not None and not (type(cid) is int or type(cid) is str):
                 raise CommandError("id must be a string or an integer")
             if type(cid) is str and len(cid) > _ID_MAX:
                 raise CommandError("id too long")
+            for k in v:
+                if k != "id" and k != "arg":  # the id is valid: the reply echoes it
+                    raise CommandError(
+                        "unknown field in command object: " + str(k)[:_NAME_MAX], cid
+                    )
             return cid, v.get("arg")
         if type(v) is list:
             raise CommandError("expected an object, a number or text")
@@ -99,16 +104,32 @@ class Commands:
 
     # --- dispatch --------------------------------------------------------------------
 
-    def handle(self, name, payload):
+    def handle(self, name, payload, retained=False):
         """Run command name with payload (bytes). Returns the reply as JSON bytes; never
-        raises for a bad command or argument (those get {"ok": false, "error": ...})."""
-        cid = None
+        raises for a bad command or argument (those get {"ok": false, "error": ...}). An
+        empty payload is no command, and a retained one never runs (the broker replaying
+        an old message). With config.json's cmd_key the payload must be signed (app.sign)."""
+        cid = key = None  # key: set once the command may run (refusals are not remembered)
         try:
             if len(name) > _NAME_MAX:
                 raise CommandError("command name too long")
-            cid, arg = parse(payload)
+            if not payload:
+                raise CommandError("empty payload: not a command")
+            if self.node.cfg["cmd_key"] is None:
+                cid, arg = parse(payload)
+            else:
+                from app import sign
+
+                try:
+                    cid, arg = sign.accept(self, name, payload, retained)
+                finally:
+                    sign = None
+                    unload("app.sign")
+            if retained:
+                raise CommandError("retained command refused")
             if cid is not None:
-                seen = self._find(self._key(name, cid))
+                key = self._key(name, cid)
+                seen = self._find(key)
                 if seen:
                     self.duplicates += 1
                     if seen[1] is not None:
@@ -123,6 +144,8 @@ class Commands:
             reply["ok"] = True
         except ValueError as e:  # CommandError and the validators' ValueErrors
             self.failed += 1
+            if isinstance(e, CommandError) and cid is None and len(e.args) > 1:
+                cid = e.args[1]  # rejected before it ran: the reply still carries the id
             reply = {"ok": False, "error": str(e.args[0]) if e.args else "bad argument"}
         except MemoryError:  # a cut-up heap: the sender still learns why, the node goes on
             reply = None
@@ -135,8 +158,8 @@ class Commands:
             self.failed += 1
             gc.collect()
             out = self._encode({"ok": False, "error": "out of memory"}, cid)
-        if cid is not None:
-            self._remember(self._key(name, cid), out if len(out) <= _KEEP_REPLY else None)
+        if key is not None:
+            self._remember(key, out if len(out) <= _KEEP_REPLY else None)
         return out
 
     def _encode(self, reply, cid):
@@ -167,12 +190,18 @@ class Commands:
                 led.toggle()
             else:
                 raise CommandError("led takes on, off or toggle")
-        return {"led": "on" if led.value() else "off"}
+        state = "on" if led.value() else "off"
+        if arg is not None:
+            try:  # the state topic Home Assistant's switch follows, retained
+                n = self.node
+                n._publish((n.base + "/led").encode(), state.encode(), True, 1)
+            except OSError:
+                pass  # published again at the next connect (app.online)
+        return {"led": state}
 
 
 def _admin(node, name, arg):
     from app import admin
-    from hal import unload
 
     try:
         return admin.run(node, name, arg)

@@ -1,9 +1,13 @@
 # app.config: load and validate config.json once (layer: firmware). Defaults fill what is
 # missing, a wrong type or range falls back to the default and is reported, unknown keys
-# are reported and ignored; only an unusable file or a missing broker host is fatal.
-# Secrets (the WiFi and broker passwords) are never printed: use redacted() for output.
+# are reported and ignored. Fatal (ConfigError: the node does not connect with it): an
+# unusable file, no broker host, a topic part (prefix, device_id, ha_prefix) that cannot
+# work, and any wrong security setting (they fail closed, never fall back to a default).
+# Secrets (the WiFi and broker passwords, cmd_key) are never printed: use redacted().
 import json
 import os
+
+from mote.compat import const
 
 # Field kinds. A spec is (kind, default, lo, hi) for ints, (kind, default, choices) for
 # strings with a fixed set of values, (kind, default) otherwise.
@@ -31,6 +35,8 @@ BROKER = {
     "password": (_OSTR, None),
     "tls": (_BOOL, False),
     "ca": (_OSTR, None),
+    "cert": (_OSTR, None),  # client certificate and its key (mutual TLS): file paths
+    "key": (_OSTR, None),
     "keepalive_s": (_INT, 60, 0, 65535),
     "clean_session": (_BOOL, False),
     "client_id": (_OSTR, None),
@@ -62,6 +68,8 @@ SCHEMA = {
     "board": (_DICT, {}),
     "sensors": (_LIST, None),
     "sim": (_DICT, {}),
+    "remote_config": (_LIST, None),  # None: the default, LIVE
+    "cmd_key": (_OSTR, None),  # HMAC key of signed commands (app.sign); null: unsigned
     "wifi": (_SECTION, WIFI),
     "broker": (_SECTION, BROKER),
     "ntp": (_SECTION, NTP),
@@ -71,6 +79,34 @@ SECTIONS = {"wifi": WIFI, "broker": BROKER, "ntp": NTP}
 
 # Settings the running node applies at once; any other change needs a reboot.
 LIVE = ("interval_s", "qos", "ha_discovery", "awake_s", "backoff_max_s")
+# LIVE is also what the `config` command may change unless config.json's "remote_config"
+# says otherwise: never credentials or where the node connects.
+# Never changed remotely, even when listed: who may change what, and the command key.
+NEVER_REMOTE = ("remote_config", "cmd_key")
+# Wrong here means the node does not connect (fails closed) instead of using a default:
+# a default would silently drop TLS, verification or the login.
+SECURE = (
+    "broker.tls",
+    "broker.port",
+    "broker.ca",
+    "broker.user",
+    "broker.password",
+    "broker.cert",
+    "broker.key",
+    "cmd_key",
+)
+_KEY_MIN = const(16)  # cmd_key: shorter keys are guessable
+
+# The longest topic the node builds must fit the client's buffers: a SUBSCRIBE or QoS 0
+# PUBLISH header goes in its control buffer (tx_size, the client's default as app.setup
+# makes it), and rx_size is at least 256. _TOPIC_ROOM: the packet's own header bytes.
+_TX_SIZE = const(256)
+_TOPIC_ROOM = const(10)
+_TOPIC_MAX = const(_TX_SIZE - _TOPIC_ROOM)
+_CMD_NAME_MAX = const(32)  # app.commands answers names up to this long on reply/<name>
+_DEFAULT_ID_LEN = const(16)  # a board's unique id in hex (6 to 8 bytes)
+# The longest HA discovery topic: <ha_prefix>/sensor/<prefix>_<id>/pressure_hpa/config
+_HA_EXTRA = const(29)  # len("/sensor/") + len("_") + len("/pressure_hpa/config")
 
 
 # The longest a blocking call may take (ms). The main loop feeds the watchdog before each
@@ -140,6 +176,8 @@ def _fill(schema, raw, prefix, problems):
             out[key] = _copy(spec[1])
             continue
         msg = check_value(name, spec, raw[key])
+        if msg and name in SECURE:
+            raise ConfigError(msg + ": not connecting (security settings have no default)")
         if msg:
             problems.append(msg + " (using the default)")
             out[key] = _copy(spec[1])
@@ -205,11 +243,72 @@ def _check_watchdog(cfg, problems):
         cfg["watchdog_s"] = need
 
 
+def topic_problem(cfg):
+    """None when prefix, device_id and ha_prefix make valid topics that fit the client's
+    buffers, else the message (naming the setting, never its value)."""
+    lens = []
+    for name in ("prefix", "device_id", "ha_prefix"):
+        v = cfg[name]
+        if v is None:  # device_id: the board's id
+            lens.append(_DEFAULT_ID_LEN)
+            continue
+        if not v:
+            return name + ": must not be empty"
+        if "+" in v or "#" in v or "\x00" in v:
+            return name + ": must not contain +, # or NUL (MQTT topic names)"
+        try:
+            lens.append(len(v.encode()))
+        except UnicodeError:
+            return name + ": not valid UTF-8"
+    p, d, h = lens
+    longest = max(p + d + len("//reply/") + _CMD_NAME_MAX, h + p + d + _HA_EXTRA)
+    if longest > _TOPIC_MAX:
+        return "prefix, device_id, ha_prefix: too long: topics of %d bytes, at most %d fit" % (
+            longest,
+            _TOPIC_MAX,
+        )
+    return None
+
+
+def secure_problem(cfg):
+    """None when the security settings are consistent, else the message. They fail
+    closed: the node does not connect with a configuration that has one of these."""
+    key = cfg["cmd_key"]
+    if key is not None and len(key) < _KEY_MIN:
+        return "cmd_key: must be at least %d characters (or null: unsigned commands)" % _KEY_MIN
+    b = cfg["broker"]
+    for k in ("ca", "cert", "key"):
+        if b[k] == "":
+            return "broker." + k + ": must be a file path or null"
+    if (b["cert"] is None) != (b["key"] is None):
+        return "broker.cert, broker.key: give both or neither"
+    if not b["tls"] and (b["ca"] or b["cert"]):
+        return "broker.ca, broker.cert, broker.key: need broker.tls true"
+    return None
+
+
+def _remote_list(cfg, problems):
+    names = cfg["remote_config"]
+    if names is None:
+        cfg["remote_config"] = list(LIVE)
+        return
+    out = []
+    for name in names:
+        if type(name) is not str or _spec_for(name) is None:
+            problems.append("remote_config: unknown setting (ignored): " + str(name)[:40])
+        elif name in NEVER_REMOTE:
+            problems.append("remote_config: " + name + " is never remotely changeable")
+        else:
+            out.append(name)
+    cfg["remote_config"] = out
+
+
 def validate(raw):
     """Validate a parsed config object. Returns (config, problems): a complete config
     dict with every default filled in, and a list of messages (wrong types, values out of
     range, unknown keys) that never contain a value. Raises ConfigError when the result
-    cannot work at all (not an object, no broker host)."""
+    cannot work or must not be used: not an object, no broker host, a topic part that
+    cannot work, a wrong security setting (SECURE, secure_problem)."""
     if type(raw) is not dict:
         raise ConfigError("config.json: expected a JSON object")
     problems = []  # type: list[str]
@@ -218,8 +317,18 @@ def validate(raw):
         raise ConfigError(
             'config.json: broker.host is missing (e.g. "broker": {"host": "192.168.1.10"})'
         )
+    msg = topic_problem(cfg) or secure_problem(cfg)
+    if msg:
+        raise ConfigError(msg)
+    _remote_list(cfg, problems)
     _check_watchdog(cfg, problems)
     return cfg, problems
+
+
+def sibling(path, tag):
+    """config.json's companion file: tag "last-good" (the last configuration that
+    connected) or "rejected" (one that did not, kept for a look)."""
+    return (path[:-5] if path.endswith(".json") else path) + "." + tag + ".json"
 
 
 def load(path="config.json"):
@@ -262,16 +371,20 @@ def _spec_for(name):
 
 
 def change(cfg, raw, changes):
-    """Apply {"name" or "section.key": value} to both cfg and raw, all or nothing.
-    Returns the list of names changed. Raises ValueError(message) naming the first bad
-    setting; nothing is changed then."""
+    """Apply {"name" or "section.key": value} to both cfg and raw, all or nothing. Only
+    names in cfg["remote_config"] may change (never NEVER_REMOTE). Returns the names whose
+    value differs (a change to the same value is no change). Raises ValueError(message)
+    naming the first bad setting; nothing is changed then."""
     if type(changes) is not dict or not changes:
         raise ValueError('expected an object of settings, e.g. {"interval_s": 30}')
+    allowed = cfg["remote_config"]
     found = []
     for name in changes:
         where = _spec_for(name)
         if where is None:
-            raise ValueError(name + ": unknown setting")
+            raise ValueError(name[:40] + ": unknown setting")
+        if name in NEVER_REMOTE or name not in allowed:
+            raise ValueError("not remotely configurable: " + name)
         msg = check_value(name, where[2], changes[name])
         if msg:
             raise ValueError(msg)
@@ -282,13 +395,15 @@ def change(cfg, raw, changes):
     for i, name in enumerate(changes):
         section, key, _ = found[i]
         (trial if section is None else trial[section])[key] = changes[name]
-    msg, _ = watchdog_problem(trial)
+    msg = watchdog_problem(trial)[0] or topic_problem(trial) or secure_problem(trial)
     if msg:
         raise ValueError(msg)
     names = []  # type: list[str]
-    for name in changes:
-        section, key, _ = found[len(names)]
+    for i, name in enumerate(changes):
+        section, key, _ = found[i]
         v = changes[name]
+        if (cfg if section is None else cfg[section])[key] == v:
+            continue
         if section is None:
             cfg[key] = _copy(v)
             raw[key] = _copy(v)

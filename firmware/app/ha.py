@@ -60,8 +60,10 @@ def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True,
             "name": "LED",
             "uniq_id": key + "_led",
             "cmd_t": "~/cmd/led",
-            "stat_t": "~/reply/led",
-            "val_tpl": "{{ value_json.led }}",
+            # Retained, set at each connect and change (app.online, app.commands): the
+            # state survives Home Assistant's restarts, and a failed command's reply
+            # (no "led" key) cannot break a template.
+            "stat_t": "~/led",
             "pl_on": "on",
             "pl_off": "off",
             "stat_on": "on",

@@ -29,12 +29,26 @@ _DRAIN_PER_STEP = 8  # queued readings sent per loop pass, so commands are not s
 _RTC_MAGIC = b"MOTE1"
 _RTC_MAX = 2048  # ESP32 RTC slow memory available to MicroPython
 _DEEP_RING_BYTES = 768  # offline ring in deep-sleep mode: must fit RTC memory with the rest
+# A config.json that has not connected yet (trial) goes back to config.last-good.json
+# after this many failed connects, or this long without one (WiFi that never joins).
+_TRIAL_TRIES = 5
+_TRIAL_S = 300
 
 
 class Node:
     """One sensor node. hw: what hal.build() returned. make_client(cfg, client_id) builds
     the MQTT client (default: app.setup.make_client, the real one). clock/sleep default to
     ticks_ms/sleep_ms; tests pass fakes."""
+
+    # Class defaults: the rarely set ones cost no instance slot until set. (app.admin
+    # also sets cfg_writes and _saved_at: getattr reads them.)
+    # trial (app.setup.boot): 0 when config.json is proven (it is the last good one); -1
+    # when it is not but there is nothing to go back to; n > 0 when it goes back to
+    # config.last-good.json if it does not connect (n - 1: the failed connects so far).
+    trial = 0
+    cmd_t = 0  # "t" of the last signed command accepted (app.sign); kept in RTC memory
+    _save_due = None  # a deferred write of config.json is due then (app.admin)
+    _dropped = 0  # the client's count of oversize messages dropped, last seen
 
     def __init__(
         self,
@@ -153,6 +167,8 @@ class Node:
             head["up"] = self._secs
             head["iv"] = self.interval_s
             head["nt"] = self._ntp_secs
+        if self.cmd_t:
+            head["ct"] = self.cmd_t
         data = json.dumps(head).encode()
         ring = self.ring.to_bytes() if self.deep else b""
         out = _RTC_MAGIC + _u16(len(data)) + data + _u16(len(ring)) + ring
@@ -176,7 +192,8 @@ class Node:
         if len(self._inbox) >= _INBOX_MAX:
             self.cmds_dropped += 1
             return
-        self._inbox.append((t[n:].decode(), bytes(msg)))
+        # A retained command is the broker replaying an old message: it never runs.
+        self._inbox.append((t[n:].decode(), bytes(msg), self.client.msg_retain))
 
     def _publish(self, topic, payload, retain=False, qos=0):
         """client.publish; returns False when the client dropped it (QoS 0 while
@@ -242,12 +259,18 @@ class Node:
                 self._connect()
             except (OSError, MQTTException) as e:
                 self._fail("mqtt connect", e, self._clock())
+                if self.trial > 0:
+                    self.trial += 1
                 return False
         else:
             try:
                 self.client.check_msg()
             except (OSError, MQTTException) as e:
                 self._fail("mqtt", e, self._clock())
+            # The client drops a PUBLISH larger than its rx buffer with no callback; its
+            # session counts them (no public counter: read the int, allocation-free).
+            if self.client._s.dropped != self._dropped:
+                self._admin_step("dropped")
         up = self.client.is_connected()
         # A reconnect inside one check_msg() call leaves is_connected() True: the count
         # tells (an attribute: stats() would build a dict on every pass).
@@ -326,8 +349,8 @@ class Node:
         """Answer every queued command on <p>/<id>/reply/<name>."""
         while self._inbox:
             self.hw.system.wdt_feed()
-            name, payload = self._inbox.pop(0)
-            reply = self.commands.handle(name, payload)
+            name, payload, retained = self._inbox.pop(0)
+            reply = self.commands.handle(name, payload, retained)
             if len(reply) <= 160:
                 log("command", name, "->", reply.decode())
             else:  # info, config: not copied once more for the console (heap)
@@ -345,6 +368,16 @@ class Node:
 
     def request_reboot(self):
         self._reboot = True
+
+    def _admin_step(self, what):
+        """app.admin's function what(self): the rare work of the loop (a deferred config
+        write, a dropped command, the rollback of a config that does not connect)."""
+        from app import admin
+
+        try:
+            getattr(admin, what)(self)
+        finally:
+            unload("app.admin")
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -366,6 +399,10 @@ class Node:
         feed = self.hw.system.wdt_feed
         feed()
         now = self._tick()
+        if self.trial > 0 and (self.trial > _TRIAL_TRIES or self._secs >= _TRIAL_S):
+            self._admin_step("rollback")
+        if self._save_due is not None and self._due(self._save_due, now):
+            self._admin_step("save_pending")
         self.link(now)
         if self._ntp_host and self._net_ok and self._due(self._ntp_at, now):
             self.sync_clock(now)
@@ -389,7 +426,10 @@ class Node:
         return _POLL_MS if wait > _POLL_MS else max(wait, 0)
 
     def shutdown(self):
-        """Clean stop: status offline (retained), wait briefly for acks, disconnect."""
+        """Clean stop: a deferred config write, status offline (retained), wait briefly
+        for acks, disconnect."""
+        if self._save_due is not None:  # not app.admin at every deep-sleep wake
+            self._admin_step("save_pending")
         self._rtc_save(with_session=self.deep)
         if not self._online:
             return

@@ -26,6 +26,11 @@ def announce(node):
     Home Assistant discovery."""
     log("connected; status online on", node.t_status.decode())
     node._publish(node.t_status, b"online", True, 1)
+    if node.trial:
+        _proven(node)
+    if node.led is not None:  # Home Assistant's switch state, retained
+        led = b"on" if node.led.value() else b"off"
+        node._publish((node.base + "/led").encode(), led, True, 1)
     if node.problems:
         err = json.dumps({"error": "; ".join(node.problems)}).encode()
         node._publish(node.t_error, err, True, 1)
@@ -39,3 +44,27 @@ def announce(node):
             ha.announce(node)
         finally:
             unload("app.ha")
+
+
+def _proven(node):
+    """The configuration connected: keep it as config.last-good.json (only when it
+    differs from that file: app.setup.boot compared them), and forget a rejected one."""
+    import os
+
+    from app import config as config_mod
+
+    node.trial = 0
+    good = config_mod.sibling(node.config_path, "last-good")
+    rejected = config_mod.sibling(node.config_path, "rejected")
+    try:
+        config_mod.save(node.raw, good)
+        log("config connected; kept as", good)
+    except OSError as e:
+        log("could not write", good + ":", e)
+    finally:
+        config_mod = None
+        unload("app.config")
+    try:
+        os.remove(rejected)
+    except OSError:
+        pass  # there was none

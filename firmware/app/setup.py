@@ -13,20 +13,55 @@ _DEEP_OUTBOX = 1024  # deep sleep: client outbox bytes (its session goes to RTC 
 
 
 def boot(config_path):
-    """(cfg, raw, problems, hw), or None when config.json cannot work at all (missing,
-    not JSON, no broker host): that is logged with what to do. app.config is forgotten
-    before the hardware is built, so its code is gone before the buffers are made."""
+    """(cfg, raw, problems, hw, trial), or None when no configuration can work (config.json
+    and config.last-good.json both missing or invalid): that is logged with what to do.
+    A config.json that fails validation is replaced by the last good one, reported in
+    problems, as is a config.rejected.json (app.admin.rollback) while it exists.
+    trial (Node.trial): 0 when config.json is the last good one; 1 when its broker or wifi
+    settings differ from it (it goes back to it if config.json does not connect); -1 for
+    any other difference, or no last good one (written at the first connect: a changed
+    interval_s must not send the node back when the broker happens to be down). app.config is
+    forgotten before the hardware is built, so its code is gone before the buffers are
+    made."""
     import board as board_mod
 
     import hal
     from app import config as config_mod
 
+    good_path = config_mod.sibling(config_path, "last-good")
     try:
-        cfg, raw, problems = config_mod.load(config_path)
-    except config_mod.ConfigError as e:
-        log("config error:", e.args[0])
-        log("fix", config_path, "and reset the board (nothing else runs until then)")
-        return None
+        try:
+            good = config_mod.load(good_path)
+        except config_mod.ConfigError as e:
+            good = None
+            if not e.args[0].endswith("edit it)"):  # a missing file: app.config.load
+                log("config error:", e.args[0])
+        try:
+            cfg, raw, problems = config_mod.load(config_path)
+            trial = -1  # written as the last good one at the first connect
+            if good is not None:
+                was = good[1]
+                if was == raw:
+                    trial = 0
+                elif was.get("broker") != raw.get("broker") or was.get("wifi") != raw.get("wifi"):
+                    trial = 1  # how it connects changed: it can go back to the last good one
+
+        except config_mod.ConfigError as e:
+            log("config error:", e.args[0])
+            if good is None:
+                log("fix", config_path, "and reset the board (nothing else runs until then)")
+                return None
+            cfg, raw, problems = good
+            problems.insert(0, e.args[0] + " (using " + good_path + ")")
+            log("using", good_path, "(the last configuration that connected)")
+            trial = 0
+        good = None
+        rejected = config_mod.sibling(config_path, "rejected")
+        try:
+            open(rejected).close()
+            problems.append(rejected + ": did not connect; using the last good configuration")
+        except OSError:
+            pass  # none: the usual case
     finally:
         unload("app.config")
     board = board_mod.BOARD
@@ -34,7 +69,7 @@ def boot(config_path):
     board_mod = None
     config_mod.board_defaults(cfg, raw, board.get("defaults"), problems)
     config_mod = None
-    return cfg, raw, problems, hal.build(board, cfg)
+    return cfg, raw, problems, hal.build(board, cfg), trial
 
 
 def make_client(cfg, client_id):
@@ -46,6 +81,9 @@ def make_client(cfg, client_id):
     params = {}
     if b["tls"] and b["ca"]:
         params["cafile"] = b["ca"]
+    if b["tls"] and b["cert"]:  # mutual TLS (app.config checks both or neither)
+        params["certfile"] = b["cert"]
+        params["keyfile"] = b["key"]
     deep = cfg["sleep"] == "deep"
     return MQTTClient(
         client_id,
@@ -106,6 +144,7 @@ def _rtc_restore(node):
         ring = data[off + 2 : off + 2 + rl]
         blob = data[off + 2 + rl :]
         node.seq = int(head.get("seq", 0))
+        node.cmd_t = int(head.get("ct", 0))
         node._fresh_boot = False
         node.commands.restore_keys(head.get("ids", []))
         if node.deep and head.get("deep"):
