@@ -216,7 +216,14 @@ class Broker:
     stop() and start() again keep the ports; the log survives restarts (log())."""
 
     def __init__(
-        self, workdir=None, certs=None, persistence=False, users=None, extra_conf=(), tls=True
+        self,
+        workdir=None,
+        certs=None,
+        persistence=False,
+        users=None,
+        extra_conf=(),
+        tls=True,
+        tcp_nodelay=True,
     ):
         reason = missing_tools(tls)
         if reason:
@@ -233,6 +240,7 @@ class Broker:
             certs = Certs(os.path.join(self.dir, "pki"))
         self.certs = certs
         self.extra_conf = list(extra_conf)
+        self.tcp_nodelay = tcp_nodelay  # False: mosquitto's own default (Nagle on)
         self.conf_path = os.path.join(self.dir, "mosquitto.conf")
         self.log_path = os.path.join(self.dir, "mosquitto.log")
         self.port = free_port()
@@ -268,7 +276,7 @@ class Broker:
             "log_type all",
             "connection_messages true",
             "log_timestamp_format %H:%M:%S",
-            "set_tcp_nodelay true",
+            "set_tcp_nodelay %s" % ("true" if self.tcp_nodelay else "false"),
             "max_queued_messages 100000",
             "persistence %s" % ("true" if self.persistence else "false"),
         ]

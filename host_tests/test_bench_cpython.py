@@ -54,32 +54,64 @@ def test_bench_smoke_run_writes_a_report(tmp_path):
     data = json.loads(raw.read_text())
     assert data["smoke"] is True
     res = data["results"]
+    assert not data["errors"], data["errors"]
     for scen in ("pub_q0", "pub_q1", "pub_q2", "recv", "rtt", "alloc", "ram", "heap"):
         assert "mote" in res.get(scen, {}), scen
-    assert all(r["received"] == r["expected"] for r in res["recv"]["mote"])
+    for scen in ("pub_q0", "pub_q1", "rtt"):
+        assert {"mote nodelay=True", "mote nodelay=False"} <= set(res[scen]), scen
+    assert "mote check_msg()" in res["recv"]
+    for v in ("mote", "mote check_msg()"):
+        assert all(r["received"] == r["expected"] for r in res["recv"][v]), v
     assert res["heap"]["mote"]["heapsize"] > 0
+    if data["segments"]:
+        # ss was there: the backlog rows ran, each round wholly buffered before reading,
+        # and every timed run counted its TCP segments
+        for v in ("mote", "mote check_msg()", "mote zero-copy"):
+            runs = res["recv_backlog"][v]
+            assert all(r["received"] == r["expected"] for r in runs), v
+            assert all(r["buffered"][0] == r["buffered"][1] for r in runs), v
+        for scen in ("pub_q0", "pub_q1", "recv", "recv_backlog", "rtt"):
+            for v, runs in res[scen].items():
+                for r in runs:
+                    assert report.segments(r) is not None, (scen, v, r)
+        # (with Nagle a short burst may still sit in the kernel at the second mark: 0 is
+        # possible there) With TCP_NODELAY something leaves; a round trip takes at least
+        # one segment each way.
+        assert all(report.segments(r)[0] > 0 for r in res["pub_q0"]["mote nodelay=True"])
+        assert all(min(report.segments(r)) >= 1 for r in res["rtt"]["mote"])
     assert data["mpy_sizes"]["mote"]
     text = out.read_text()
     assert "# Benchmarks" in text and "| mote |" in text
+    assert "TCP segments/msg (out + in)" in text
     # smoke mode downloads nothing into the cache
     assert not os.path.exists(tmp_path / "cache" / "umqtt")
 
 
 def _canned():
-    def pub(rate):
-        return [{"n": 100, "us": 1, "rate": rate, "acked": True, "capped": True}] * 3
+    def pub(rate, segs=100):
+        r = {"n": 100, "us": 1, "rate": rate, "acked": True, "capped": True}
+        r["tcp"] = {k: 0 for k in bench.TCP_KEYS}
+        r["tcp"].update(segs_out=segs, segs_in=segs // 2)
+        return [r] * 3
 
     def rtt(p50):
-        return [{"samples": 1000, "p50_us": p50, "p99_us": p50 * 2, "capped": False}] * 3
+        r = {"samples": 1000, "n": 1000, "p50_us": p50, "p99_us": p50 * 2, "capped": False}
+        r["tcp"] = {k: 0 for k in bench.TCP_KEYS}
+        r["tcp"].update(segs_out=1000, segs_in=1000)
+        return [r] * 3
+
+    tcp = {k: 0 for k in bench.TCP_KEYS}
 
     def recv(rate):
         r = {
             "received": 10,
             "expected": 10,
+            "n": 11,
             "end_seen": True,
             "us": 1,
             "rate": rate,
             "capped": False,
+            "tcp": dict(tcp, segs_out=2, segs_in=11),
         }
         return [r] * 3
 
@@ -102,7 +134,15 @@ def _canned():
             m: [{"import": i, "construct": i + 10, "connect": i + 20}] * 3 for m in ("py", "mpy")
         }
 
-    names = ["mote", "umqtt.simple", "umqtt.simple+NODELAY", "umqtt.robust", "mqtt_as"]
+    names = [
+        "mote",
+        "mote nodelay=True",
+        "mote nodelay=False",
+        "umqtt.simple",
+        "umqtt.simple+NODELAY",
+        "umqtt.robust",
+        "mqtt_as",
+    ]
     return {
         "machine": {
             "cpu": "cpu",
@@ -120,10 +160,11 @@ def _canned():
         "versions": {"umqtt": {"source": "s", "packages": {"umqtt.simple": "1"}}},
         "missing": {},
         "results": {
-            "pub_q0": {n: pub(1000 * (i + 1)) for i, n in enumerate(names)},
+            "pub_q0": {n: pub(1000 * (i + 1), 100 // (i + 1)) for i, n in enumerate(names)},
             "pub_q1": {n: pub(10 * (i + 1)) for i, n in enumerate(names)},
             "pub_q2": {"mote": pub(5)},
             "recv": {n: recv(100 * (i + 1)) for i, n in enumerate(names)},
+            "recv_backlog": {n: recv(200 * (i + 1)) for i, n in enumerate(names)},
             "rtt": {n: rtt(100 * (i + 1)) for i, n in enumerate(names)},
             "alloc": {"mote": alloc(0, 6400, 6400, True), "umqtt.simple": alloc(12800, 1, 2)},
             "ram": {"mote": ram(100), "umqtt.simple": ram(50), "mqtt_as": ram(300)},
@@ -139,6 +180,7 @@ def _canned():
         },
         "errors": {"heap": {"mqtt_as": "timed out"}},
         "mpy_sizes": {"mote": {"mote/client.py": 100}, "umqtt.simple": {"umqtt/simple.py": 9}},
+        "segments": True,
     }
 
 
@@ -162,7 +204,54 @@ def test_bench_report_covers_every_scenario_and_target(tmp_path):
         assert title in text
     assert "no QoS 2" in text
     assert "timed out" in text  # failures are reported, not hidden
-    assert "| QoS 0 publish ≥ 2× umqtt.simple | 1/2 | **missed** | mote sets TCP_NODELAY" in text
+    # mote (1000 msg/s) against umqtt.simple (4000): missed, and the reason quotes this
+    # run's own nodelay rows (2000 and 3000 msg/s; 50 and 33 segments per 100 messages)
+    assert "| 10 | QoS 0 publish ≥ umqtt.simple | 1/4 | **missed** | The nodelay rows" in text
+    assert "mote streams 3000 msg/s with `nodelay=False` and 2000 msg/s" in text
+    assert "sending 0.33 against 0.50 TCP segments per message" in text
+    assert "| 6 | QoS 0 publish ≥ 2× umqtt.simple | 1/4 | **missed** |" in text
+    # the fair comparison leads: a headline against umqtt.simple with TCP_NODELAY
+    head = text.index("## mote against umqtt.simple")
+    assert head < text.index("## Targets")
+    assert "| QoS 0 publish | 1000 msg/s | 1.00 + 0.50 | 5000 msg/s |" in text
+    assert "### 5. Receive from a backlog" in text and "### 10. System calls" in text
+    # README's table comes from the run too, the fair baseline first
+    rows = "\n".join(report.readme(_canned()))
+    assert "| QoS 1 publish | 10 msg/s | 50 msg/s | **1/5** |" in rows
+    assert rows.index("TCP_NODELAY") < rows.index("Nagle")
+    # a generated document holds only what its generator measured
+    for hand in ("manual check", "by hand", "39k", "66k", "{"):
+        assert hand not in text, hand
+
+
+def test_bench_interleaves_timed_runs_across_clients():
+    jobs = [("pub_q0", "a"), ("pub_q0", "b"), ("ram", "a"), ("ram", "b")]
+    assert bench.interleave(jobs, 2) == [
+        ("pub_q0", "a", 0),
+        ("pub_q0", "b", 0),
+        ("pub_q0", "a", 1),
+        ("pub_q0", "b", 1),
+        ("ram", "a", None),
+        ("ram", "b", None),
+    ]
+
+
+def test_bench_reads_tcp_counters_of_one_process(monkeypatch):
+    out = (
+        '5 0 127.0.0.1:40000 127.0.0.1:1883 users:(("micropython",pid=42,fd=3))\n'
+        "\t cubic segs_out:10 segs_in:7 data_segs_out:9 bytes_sent:450\n"
+        '0 0 127.0.0.1:40001 127.0.0.1:1883 users:(("other",pid=420,fd=3))\n'
+        "\t cubic segs_out:99 segs_in:99\n"
+    )
+
+    class Done:
+        stdout = out
+
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: Done())
+    c = bench.tcp_counters("ss", 42, 1883)
+    assert c["sockets"] == 1 and c["recv_q"] == 5
+    assert (c["segs_out"], c["segs_in"], c["data_segs_out"], c["bytes_sent"]) == (10, 7, 9, 450)
+    assert c["data_segs_in"] == 0
 
 
 def test_bench_parses_strace_summary(tmp_path):

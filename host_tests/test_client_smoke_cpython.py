@@ -38,16 +38,34 @@ def test_publish_subscribe_round_trip_qos_0_1_2(interp, broker):
     assert lines[-1] == "DONE"
 
 
-def test_nodelay_is_on_by_default_and_can_be_turned_off(broker):
+def test_nodelay_adapts_by_default_and_can_be_fixed(broker):
     import socket
 
     from mote import MQTTClient
 
-    for nodelay, want in ((True, 1), (False, 0)):
-        c = MQTTClient(b"nodelay-%d" % want, "127.0.0.1", broker.port, nodelay=nodelay)
+    def nodelay(c):
+        return c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+    c = MQTTClient(b"nodelay-auto", "127.0.0.1", broker.port)
+    c.connect()
+    try:
+        assert nodelay(c)  # CONNECT and its answer: at once
+        for i in range(5):
+            c.publish(b"nd/x", b"burst %d" % i)
+        assert not nodelay(c)  # a QoS 0 burst, nothing awaited: TCP may coalesce it
+        assert c.publish(b"nd/x", b"y", qos=1) > 0
+        assert nodelay(c)  # an answered flow leaves at once
+        assert c.flush(3000) == 0
+    finally:
+        c.disconnect()
+    for fixed in (True, False):
+        c = MQTTClient(b"nodelay-%d" % fixed, "127.0.0.1", broker.port, nodelay=fixed)
         c.connect()
         try:
-            assert bool(c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) == bool(want)
+            assert nodelay(c) == fixed
+            for i in range(5):
+                c.publish(b"nd/x", b"burst %d" % i)
             assert c.publish(b"nd/x", b"y", qos=1) > 0 and c.flush(3000) == 0
+            assert nodelay(c) == fixed
         finally:
             c.disconnect()

@@ -62,8 +62,8 @@ class MQTTClient:
     rx_size (largest packet received), tx_size, outbox_size (bytes for unacknowledged QoS
     1/2 packets), qos2_in, zero_copy (callback gets memoryviews valid during the call),
     timeout_ms (one connect attempt, and blocking waits), backoff_ms and backoff_max_ms
-    (reconnect delays), nodelay (TCP_NODELAY: lowest latency; False lets TCP coalesce
-    bursts of QoS 0 publishes).
+    (reconnect delays), nodelay (TCP_NODELAY; None: adaptive, on while anything awaits an
+    answer, off while only QoS 0 streams, so TCP coalesces bursts).
     server may also be a list of hosts or (host, port) pairs, tried in order (failover).
     All buffers are allocated here."""
 
@@ -90,7 +90,7 @@ class MQTTClient:
         timeout_ms=10000,
         backoff_ms=500,
         backoff_max_ms=30000,
-        nodelay=True,
+        nodelay=None,
     ):
         if not 0 <= keepalive <= 65535:
             raise ValueError("keepalive out of range", keepalive)
@@ -118,6 +118,12 @@ class MQTTClient:
         self._backoff_ms = backoff_ms
         self._backoff_max_ms = backoff_max_ms
         self._nodelay = nodelay
+        # nodelay=None (adaptive): TCP_NODELAY while anything awaits an answer, Nagle's
+        # algorithm while only QoS 0 streams (see _nagle_set's callers).
+        self._adapt = nodelay is None
+        self._nagle = False  # Nagle's algorithm is on (TCP_NODELAY off) on this socket
+        self._w_rx = 0  # writes since data last came in: a burst, when 2 or more
+        self._quickack = True  # until the stack says it has no TCP_QUICKACK
         self._s = Session(max_inflight, outbox_size, rx_size, tx_size, qos2_in)
         self._poller = None
         self._want_write = False
@@ -273,8 +279,10 @@ class MQTTClient:
             sock.connect(addr)  # raises why, on the ports that can tell
             raise OSError(errno.ECONNREFUSED)
         # TCP is up: then TLS (its handshake runs inside the writes of CONNECT) and MQTT.
-        if self._nodelay:
+        if self._nodelay is not False:
             compat.set_nodelay(sock)
+        self._nagle = self._nodelay is False
+        self._w_rx = 0
         if self.ssl:
             from mote.tls import wrap
 
@@ -458,6 +466,12 @@ class MQTTClient:
             return -1
         self._n[_N_SENT] += 1
         if self._cs == _UP:
+            if self._adapt:
+                if qos:
+                    if self._nagle:
+                        self._nagle_set(False)  # answered flows leave at once
+                elif not self._nagle and self._w_rx and not s.pending() and not s.ping_out:
+                    self._nagle_set(True)  # a QoS 0 burst: let TCP coalesce it
             try:
                 if s.holds_caller_data():
                     self._write_all(self.timeout_ms)  # msg must not be kept
@@ -479,12 +493,19 @@ class MQTTClient:
         completed or timeout_ms passes. Returns how many are still pending."""
         if timeout_ms is None:
             timeout_ms = self.timeout_ms
+        if self._nagle and self._adapt and self.sock is not None:
+            self._nagle_set(False)  # push a QoS 0 tail Nagle may be holding
         t0 = ticks_ms()
         while self._s.pending():
             left = timeout_ms - ticks_diff(ticks_ms(), t0)
             if left <= 0:
                 break
             self._service(min(left, 100))
+            # Nothing more to send that would carry our ACK: send it now, or a broker
+            # with Nagle's algorithm (mosquitto's default) holds the remaining
+            # acknowledgements until our delayed-ACK timer fires.
+            if self._quickack and self.sock is not None and self._s.pending():
+                self._quickack = compat.quickack(self.sock)
         return self._s.pending()
 
     # Subscriptions ------------------------------------------------------------------
@@ -577,6 +598,8 @@ class MQTTClient:
         if self._cs != _UP:
             raise OSError(errno.ENOTCONN)
         self._s.ping(ticks_ms())
+        if self._nagle and self._adapt:
+            self._nagle_set(False)
         try:
             self._write()
         except OSError as e:
@@ -623,6 +646,8 @@ class MQTTClient:
 
     def _round(self, wait_ms):
         s = self._s
+        if wait_ms > 0 and self._nagle and self._adapt:
+            self._nagle_set(False)  # about to wait for the broker: hold nothing back
         s.tick(ticks_ms())
         self._write()
         if self._read_dispatch() or wait_ms <= 0 or self.sock is None:
@@ -636,6 +661,16 @@ class MQTTClient:
         self._write()
         self._read_dispatch()
 
+    def _nagle_set(self, on):
+        # Turn Nagle's algorithm on or off (TCP_NODELAY off or on; turning TCP_NODELAY on
+        # sends what Nagle holds, on Linux at once, on lwIP with the next write). A stack
+        # without the option ends the adaptation. No allocation.
+        try:
+            self.sock.setsockopt(6, 1, 0 if on else 1)  # IPPROTO_TCP, TCP_NODELAY
+            self._nagle = on
+        except (OSError, AttributeError):
+            self._adapt = False
+
     def _write(self):
         # Write what the session has queued until the socket would block.
         s = self._s
@@ -645,6 +680,7 @@ class MQTTClient:
             if not n:
                 return False
             s.sent(n)
+            self._w_rx += 1
         return True
 
     def _write_all(self, timeout_ms):
@@ -667,16 +703,18 @@ class MQTTClient:
         s = self._s
         handled = 0
         for _ in range(8):  # bounded: a flood must not keep check_msg() from returning
-            got = 0
+            got = want = 0
             if s.rx_room:
                 # readinto has no offset: resuming after a partial packet slices the view
                 # (one small object); a read at the start of the buffer allocates nothing.
                 mv = s.rx_mv if not s.rx_end else s.rx_mv[s.rx_end :]
-                got = read_some(self.sock, mv, s.rx_room)
+                want = s.rx_room
+                got = read_some(self.sock, mv, want)
                 if got == 0:
                     raise OSError(errno.ECONNRESET, "connection closed by the broker")
                 if got:
                     s.received(got)
+                    self._w_rx = 0
             ev = s.next_event()
             while ev:
                 handled += 1
@@ -686,7 +724,9 @@ class MQTTClient:
                 ev = s.next_event()
             if s.tx_len:
                 self._write()
-            if not got:
+            if not got or (got < want and not self.ssl):
+                # A short read emptied a plain socket: another would only say EAGAIN
+                # (an exception). TLS may hold more decrypted data than poll shows.
                 break
         return handled
 

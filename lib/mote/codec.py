@@ -70,6 +70,7 @@ class Packet:
         self.topic_off = self.topic_len = self.payload_off = self.payload_len = 0
         self.rc = self.codes_off = self.codes_len = 0
         self.dup = self.retain = self.session_present = False
+        self.topic_ascii = True  # PUBLISH: no topic byte >= 0x80 (no UTF-8 left to check)
 
 
 # Field helpers ------------------------------------------------------------------------
@@ -374,10 +375,13 @@ def decode_body(buf, off, end, pkt):
             raise ProtocolError("empty topic name", 0)  # MQTT-4.7.3-1
         if tlen > end - p:
             raise ProtocolError("topic overruns the packet", tlen)
+        hi = 0
         for i in range(p, p + tlen):
             c = buf[i]
             if c == 0x23 or c == 0x2B or c == 0:
                 raise ProtocolError("wildcard or NUL in topic name", c)  # MQTT-3.3.2-2
+            hi |= c
+        pkt.topic_ascii = hi < 0x80
         pkt.topic_off = p
         pkt.topic_len = tlen
         p += tlen

@@ -551,7 +551,7 @@ class Session:
             self._rx_start = self.rx_end = 0
             self.rx_room = len(self.rx_buf)
             return 0
-        if self._ctl_room() < 4:
+        if len(self._ctl) - self._ctl_end < 4:  # _ctl_room(), inlined: per packet
             return 0  # an ack might not fit: let the driver write first
         buf = self.rx_buf
         pkt = self.pkt
@@ -567,9 +567,10 @@ class Session:
             return 0
         codec.decode_body(buf, start + h, start + total, pkt)
         t = pkt.type
-        if t == _PUBLISH:
+        if t == _PUBLISH and not pkt.topic_ascii:
             # MQTT-1.5.3-1: ill-formed UTF-8 in the topic closes the connection (the codec
-            # has checked wildcards and NUL). Checked in place: no allocation.
+            # has checked wildcards and NUL, and an all-ASCII topic has no UTF-8 to get
+            # wrong). Checked in place: no allocation.
             err = name_error(buf, pkt.topic_off, pkt.topic_len)
             if err is not None:
                 raise ProtocolError(err, pkt.topic_len)
@@ -579,7 +580,7 @@ class Session:
         if self.state != _CONNECTED:
             raise ProtocolError("packet before CONNACK", t)
         if t == _PUBLISH:
-            return self._on_publish()
+            return self._on_publish() if pkt.qos else _EV_MESSAGE
         if t == _PUBACK or t == _PUBCOMP:
             i = self._slot_of(pkt.pid)
             if i < 0 or self._s_state[i] != (_Q1 if t == _PUBACK else _Q2_COMP):

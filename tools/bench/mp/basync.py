@@ -7,7 +7,7 @@ import sys
 from time import ticks_us
 
 import benchlib
-from benchlib import HOST, PAYLOAD, TOPIC, args, elapsed_us, percentile, ready, result
+from benchlib import HOST, PAYLOAD, TOPIC, args, elapsed_us, mark, percentile, ready, result
 
 
 class _NoCollect:
@@ -72,6 +72,7 @@ async def sc_pub(cfg):
     tasks = cfg.get("tasks", 1)
     count = [0]
     stop = [False]
+    mark(cfg)
     t0 = ticks_us()
 
     async def worker():
@@ -89,6 +90,7 @@ async def sc_pub(cfg):
         await asyncio.gather(*[worker() for _ in range(tasks)])
     us = elapsed_us(t0)
     i = count[0]
+    mark(cfg)
     await close(c)
     result({"n": i, "us": us, "rate": i * 1000000 / us, "acked": True, "capped": i < n_max})
 
@@ -106,6 +108,8 @@ async def sc_rtt(cfg):
     t_start = ticks_us()
     j = 0
     while len(samples) < cfg["n"]:
+        if j == warm:
+            mark(cfg)
         k.event.clear()
         t = ticks_us()
         await c.publish(TOPIC, PAYLOAD)
@@ -116,11 +120,13 @@ async def sc_rtt(cfg):
             samples.append(dt)
         if elapsed_us(t_start) > cap_us:
             break
+    mark(cfg)
     await close(c)
     samples.sort()
     result(
         {
             "samples": len(samples),
+            "n": len(samples),
             "p50_us": percentile(samples, 50),
             "p99_us": percentile(samples, 99),
             "capped": len(samples) < cfg["n"],
@@ -135,6 +141,7 @@ async def sc_recv(cfg):
     c = await new_client(cfg, k.cb)
     await c.subscribe(TOPIC)
     cap_us = cfg["cap_ms"] * 1000
+    mark(cfg)
     ready()
     capped = False
     while not k.end:
@@ -143,11 +150,13 @@ async def sc_recv(cfg):
             capped = True
             break
     us = k.t_last - k.t_first if k.n > 1 else 0
+    mark(cfg)
     await close(c)
     result(
         {
             "received": k.n,
             "expected": cfg["n"],
+            "n": k.n + (1 if k.end else 0),
             "end_seen": k.end,
             "us": us,
             "rate": (k.n - 1) * 1000000 / us if us > 0 else 0,

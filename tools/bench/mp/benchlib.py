@@ -26,6 +26,20 @@ def ready(tag="READY"):
     print(tag)
 
 
+def mark(cfg):
+    """With cfg["marks"]: let the orchestrator read this process's TCP counters (`ss -ti`)
+    now; it answers on stdin. Called just before and just after the measured interval."""
+    if cfg.get("marks"):
+        print("MARK")
+        sys.stdin.readline()
+
+
+def wait_go(cfg):
+    """With cfg["backlog"]: block until the orchestrator says the flood is buffered."""
+    if cfg.get("backlog"):
+        sys.stdin.readline()
+
+
 def elapsed_us(t0):
     return ticks_diff(ticks_us(), t0)
 
@@ -53,13 +67,14 @@ class Counter:
         self.t_last = 0
         self.marks = [0, 0, 0, 0]
         self.mark_at = (-1, -1, -1, -1)
+        self.first_at = 1  # t_first is taken when n reaches this (a new round: n + 1)
 
     def count(self, msg):
         if is_end(msg):
             self.end = True
             return
         self.n += 1
-        if self.n == 1:
+        if self.n == self.first_at:
             self.t_first = ticks_us()
         self.t_last = ticks_us()
         n = self.n

@@ -12,9 +12,11 @@ from benchlib import (
     Counter,
     args,
     elapsed_us,
+    mark,
     percentile,
     ready,
     result,
+    wait_go,
 )
 
 # mote's constructor options that are not part of umqtt's API, kept in this one place.
@@ -93,6 +95,7 @@ def sc_pub(cfg):
         c.publish(TOPIC, PAYLOAD, False, qos)
     ok = settle(c, cfg)
     gc.collect()
+    mark(cfg)
     i = 0
     t0 = ticks_us()
     while i < n_max:
@@ -102,6 +105,7 @@ def sc_pub(cfg):
             break
     ok = settle(c, cfg) and ok
     us = elapsed_us(t0)
+    mark(cfg)
     close(c)
     result({"n": i, "us": us, "rate": i * 1000000 / us, "acked": ok, "capped": i < n_max})
 
@@ -115,55 +119,82 @@ def sc_rtt(cfg):
     c = new_client(cfg, cb)
     c.subscribe(TOPIC)
     cap_us = cfg["cap_ms"] * 1000
-    samples = []
-    warm = cfg.get("warmup", 10)
-    t_start = ticks_us()
-    k = 0
-    while len(samples) < cfg["n"]:
+
+    def once():
         got[0] = 0
         t = ticks_us()
         c.publish(TOPIC, PAYLOAD)
         while not got[0]:
             c.wait_msg()
-        dt = elapsed_us(t)
-        k += 1
-        if k > warm:
-            samples.append(dt)
+        return elapsed_us(t)
+
+    for _ in range(cfg.get("warmup", 10)):
+        once()
+    mark(cfg)
+    samples = []
+    t_start = ticks_us()
+    while len(samples) < cfg["n"]:
+        samples.append(once())
         if elapsed_us(t_start) > cap_us:
             break
+    mark(cfg)
     close(c)
+    n = len(samples)
     samples.sort()
     result(
         {
-            "samples": len(samples),
+            "samples": n,
+            "n": n,
             "p50_us": percentile(samples, 50),
             "p99_us": percentile(samples, 99),
-            "capped": len(samples) < cfg["n"],
+            "capped": n < cfg["n"],
         }
     )
 
 
 def sc_recv(cfg):
+    # loop "wait": `while True: c.wait_msg()`, umqtt's way; "check": mote's non-blocking
+    # check_msg() in a busy loop. backlog: each round's flood is in the socket before the
+    # first read (rounds of n messages, each small enough for the socket's buffer).
     k = Counter()
     c = new_client(cfg, k.cb)
     c.subscribe(TOPIC)
     cap_us = cfg["cap_ms"] * 1000
-    ready()
+    check = cfg.get("loop") == "check"
+    rounds = cfg.get("rounds", 1)
+    us = 0
     capped = False
-    while not k.end:
-        c.wait_msg()
-        if k.n and elapsed_us(k.t_first) > cap_us:
-            capped = True
+    mark(cfg)
+    for _ in range(rounds):
+        k.end = False
+        k.first_at = k.n + 1
+        n0 = k.n
+        ready()
+        wait_go(cfg)
+        while not k.end:
+            if check:
+                c.check_msg()
+            else:
+                c.wait_msg()
+            if k.n > n0 and elapsed_us(k.t_first) > cap_us:
+                capped = True
+                break
+        if k.n - n0 > 1:
+            us += k.t_last - k.t_first
+        if capped:
             break
-    us = k.t_last - k.t_first if k.n > 1 else 0
+    mark(cfg)
     close(c)
+    intervals = k.n - rounds
     result(
         {
             "received": k.n,
-            "expected": cfg["n"],
+            "expected": cfg["n"] * rounds,
+            "n": k.n + (1 if k.end else 0),
+            "rounds": rounds,
             "end_seen": k.end,
             "us": us,
-            "rate": (k.n - 1) * 1000000 / us if us > 0 else 0,
+            "rate": intervals * 1000000 / us if us > 0 else 0,
             "capped": capped,
         }
     )
