@@ -664,9 +664,12 @@ class MQTTClient:
     def _nagle_set(self, on):
         # Turn Nagle's algorithm on or off (TCP_NODELAY off or on; turning TCP_NODELAY on
         # sends what Nagle holds, on Linux at once, on lwIP with the next write). A stack
-        # without the option ends the adaptation. No allocation.
+        # without the option (MicroPython's TLS sockets) ends the adaptation. No allocation.
+        sock = self.sock
+        if sock is None:
+            return
         try:
-            self.sock.setsockopt(6, 1, 0 if on else 1)  # IPPROTO_TCP, TCP_NODELAY
+            sock.setsockopt(6, 1, 0 if on else 1)  # IPPROTO_TCP, TCP_NODELAY
             self._nagle = on
         except (OSError, AttributeError):
             self._adapt = False
