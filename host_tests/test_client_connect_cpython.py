@@ -239,8 +239,10 @@ print("COUNTS", st["protocol_errors"], st["reconnects"], st["connect_failures"])
 
 @scenario.interp_param()
 def test_a_protocol_error_right_after_connack_is_a_lost_connection(interp, fake_broker_factory):
+    # (ack_all() before the CONNACK in every script here: the client may answer the CONNACK
+    # before the fake broker's next action runs.)
     fake = fake_broker_factory(
-        [[fb.send(fb.connack() + fb.GARBAGE)], [fb.send(fb.connack()), fb.ack_all()]]
+        [[fb.send(fb.connack() + fb.GARBAGE)], [fb.ack_all(), fb.send(fb.connack())]]
     )
     res, out = run_ok(interp, AFTER_CONNACK, {"host": fake.host, "port": fake.port})
     assert res["SP"] == ["False"], out  # connect() returned: the CONNACK was accepted
@@ -305,7 +307,7 @@ print("REFUSED", c.stats()["subscriptions_refused"])
 def test_a_refused_renewal_is_counted_retried_and_printed(interp, fake_broker_factory):
     fake = fake_broker_factory(
         [
-            [fb.send(fb.connack()), fb.ack_all(), fb.sleep(0.3), fb.close()],
+            [fb.ack_all(), fb.send(fb.connack()), fb.sleep(0.3), fb.close()],
             [fb.refuse_subs(), fb.ack_all(), fb.send(fb.connack())],
         ]
     )
@@ -321,7 +323,7 @@ def test_a_refused_renewal_is_counted_retried_and_printed(interp, fake_broker_fa
 def test_a_refused_renewal_raises_from_check_msg_without_reconnect(interp, fake_broker_factory):
     fake = fake_broker_factory(
         [
-            [fb.send(fb.connack()), fb.ack_all(), fb.sleep(0.3), fb.close()],
+            [fb.ack_all(), fb.send(fb.connack()), fb.sleep(0.3), fb.close()],
             [fb.refuse_subs(), fb.ack_all(), fb.send(fb.connack())],
         ]
     )
@@ -386,7 +388,7 @@ def test_unfinished_flows_across_a_reconnect(interp, clean, fake_broker_factory)
     fake = fake_broker_factory(
         [
             [fb.send(fb.connack()), fb.expect(fb.PUBLISH), fb.expect(fb.PUBLISH), fb.close()],
-            [fb.send(fb.connack(session_present=not clean)), fb.ack_all()],
+            [fb.ack_all(), fb.send(fb.connack(session_present=not clean))],
         ]
     )
     res, out = run_ok(interp, UNFINISHED, {"host": fake.host, "port": fake.port, "clean": clean})
@@ -780,3 +782,60 @@ def test_no_delayed_ack_stall_after_qos0_or_a_burst(interp, broker_factory):
     res, out = run_ok(interp, STALLS, p)
     assert int(res["MIXED"][0]) < 20, out
     assert int(res["BURST"][0]) < 20, out
+
+
+# -- disconnect() lets the broker close first --------------------------------------------------
+
+LINGER = """
+from mote import MQTTClient
+from mote.compat import ticks_diff, ticks_ms
+
+P = PARAMS
+c = MQTTClient(b"linger", P["host"], P["port"])
+c.connect()
+t0 = ticks_ms()
+c.disconnect()
+print("MS", ticks_diff(ticks_ms(), t0))
+"""
+
+
+@scenario.interp_param()
+@pytest.mark.parametrize("close_after_s", [0.1, None], ids=["closes", "never_closes"])
+def test_disconnect_waits_briefly_for_the_broker_to_close(interp, close_after_s):
+    # The broker closes the connection once it has handled DISCONNECT (MQTT-3.14.4).
+    # Returning before that lets a connect() that follows overtake the DISCONNECT on a
+    # broker that handles connections in parallel (the Paho test broker then takes the
+    # client id over and publishes the will), and closing with unread input sends RST.
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    seen = {}
+
+    def broker():
+        conn, _ = srv.accept()
+        conn.recv(1024)  # CONNECT
+        conn.sendall(fb.connack())
+        seen["disconnect"] = conn.recv(16)
+        if close_after_s is not None:
+            time.sleep(close_after_s)
+            conn.close()
+        else:
+            time.sleep(1.0)
+
+    t = threading.Thread(target=broker, daemon=True)
+    t.start()
+    try:
+        res, out = run_ok(interp, LINGER, {"host": "127.0.0.1", "port": srv.getsockname()[1]})
+        t.join(5)
+    finally:
+        srv.close()
+    assert seen["disconnect"] == b"\xe0\x00", seen
+    ms = int(res["MS"][0])
+    if close_after_s is not None:
+        assert 90 <= ms < 250, out  # returned once the broker closed
+    else:
+        assert 240 <= ms < 600, out  # a broker that never closes costs at most ~250 ms

@@ -39,6 +39,7 @@ _POLL_R = const(1)  # select.POLLIN: the same on MicroPython's ports and on CPyt
 _POLL_W = const(4)  # POLLOUT
 _POLL_RW = const(5)
 _POLL_FAIL = const(24)  # POLLERR | POLLHUP
+_LINGER_MS = const(250)  # disconnect(): longest wait for the broker to close
 _STRIKES = const(3)  # connections lost right after resending one message: it is poison
 _STRIKE_MS = const(2000)
 # Counters in MQTTClient._n, in the order mote.stats reads them.
@@ -325,9 +326,24 @@ class MQTTClient:
         """Send DISCONNECT (the broker then drops the Last Will) and close. No reconnect
         until connect() is called again."""
         if self._cs == _UP:
-            self._s.disconnect()
+            s = self._s
+            s.disconnect()
             try:
                 self._write_all(self.timeout_ms)
+                # The broker closes the connection once it has handled DISCONNECT
+                # (MQTT-3.14.4): wait for that, briefly, discarding what still comes in.
+                # Then a connect() that follows cannot overtake the DISCONNECT (a broker
+                # that takes the client id over first publishes the will), and close()
+                # sends FIN, not the RST that unread input causes (an RST discards data
+                # not yet transmitted, the DISCONNECT included).
+                t0 = ticks_ms()
+                left = _LINGER_MS
+                self._interest(False)
+                while left > 0:
+                    compat.wait_io(self._poller, left)
+                    if read_some(self.sock, s.rx_mv, len(s.rx_buf)) == 0:
+                        break
+                    left = _LINGER_MS - ticks_diff(ticks_ms(), t0)
             except OSError:
                 pass
         self._ever = False
