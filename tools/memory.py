@@ -581,6 +581,8 @@ def heap_search(setup, port, workdir, seconds, confirm, progress):
 # Runs on MicroPython. argv: config path, modules to import first (comma-separated, in
 # dependency order). Prints IMPORT/CLIENT lines, then RUN lines (heap in use, every 2 s once
 # connected, from a wrapper around MQTTClient.check_msg), and MODULES when the node stops.
+# Before the imports, after each one and after each RUN line, micropython.qstr_info()
+# prints a "qstr pool:" line: the interned names (qstrs) so far and the heap they take.
 PROBE = """
 import gc
 import sys
@@ -589,6 +591,12 @@ import sys
 def used():
     gc.collect()
     return gc.mem_alloc() - BASE
+
+
+def qstrs():
+    import micropython
+
+    micropython.qstr_info()  # prints; allocates nothing
 
 
 def imports(names):
@@ -601,6 +609,7 @@ def imports(names):
         b = used()
         new = [m for m in sys.modules if m not in before]
         print("IMPORT", name, b - a, ",".join(new))
+        qstrs()
         before = new = None
 
 
@@ -646,6 +655,7 @@ def hook():
             elif ticks_diff(now, last[0]) >= 2000:
                 last[0] = now
                 print("RUN", used())
+                qstrs()
         return r
 
     MQTTClient.check_msg = probe_check_msg
@@ -653,6 +663,7 @@ def hook():
 
 gc.collect()
 BASE = gc.mem_alloc()
+qstrs()
 imports([n for n in sys.argv[2].split(",") if n])
 client(sys.argv[1])
 hook()
@@ -678,11 +689,26 @@ def probe(setup, port, workdir, order, seconds):
         node.stop()
         if peer is not None:
             peer.close()
-    out = {"imports": [], "client": None, "run": [], "modules": None}
+    out = {"imports": [], "client": None, "run": [], "modules": None, "qstr_base": None}
+    out["qstr_run"] = []
+    last = None  # what the next "qstr pool:" line belongs to
     for line in node.lines:
         w = line.split()
         if not w:
             continue
+        if line.startswith("qstr pool:"):
+            # "qstr pool: n_pool=6, n_qstr=821, n_str_data_bytes=7545, n_total_bytes=16553"
+            f = dict(x.strip().split("=") for x in line.split(":", 1)[1].split(","))
+            q = [int(f["n_qstr"]), int(f["n_total_bytes"])]
+            if last is None and out["qstr_base"] is None:
+                out["qstr_base"] = q
+            elif last == "import" and out["imports"]:
+                out["imports"][-1].append(q)
+            elif last == "run":
+                out["qstr_run"].append(q)
+            last = None
+            continue
+        last = "import" if w[0] == "IMPORT" else "run" if w[0] == "RUN" else None
         if w[0] == "IMPORT" and len(w) >= 3:
             out["imports"].append([w[1], int(w[2]), w[3].split(",") if len(w) > 3 else []])
         elif w[0] == "CLIENT" and len(w) == 3:
@@ -846,9 +872,23 @@ def _where_section(label, w):
     lines = [f"### {label}", ""]
     if "error" in w:
         return lines + [f"Not measured: {w['error']}", ""]
+    # Interned names (qstrs) each import added: the heap their strings and pool tables
+    # take, from micropython.qstr_info() around it (older runs have no such figure).
+    qnames = {}
+    prev = w.get("qstr_base")
+    for entry in w["imports"]:
+        q = entry[3] if len(entry) > 3 else None
+        if q is not None and prev is not None:
+            qnames[entry[0]] = (q[0] - prev[0], q[1] - prev[1])
+        prev = q
+
+    def names_cell(name):
+        d = qnames.get(name)
+        return "–" if d is None else f"{d[1]:,} B ({d[0]} name{'' if d[0] == 1 else 's'})"
+
     groups = {}
-    for name, n, new in w["imports"]:
-        groups.setdefault(name.split(".")[0], []).append((name, n, new))
+    for entry in w["imports"]:
+        groups.setdefault(entry[0].split(".")[0], []).append(entry)
     rows = []
     total = 0
     for pkg in sorted(
@@ -858,27 +898,35 @@ def _where_section(label, w):
         ),
     ):
         sub = 0
-        for name, n, new in groups[pkg]:
+        for entry in groups[pkg]:
+            name, n, new = entry[:3]
             sub += n
             names = [name] + sorted(m for m in new if m != name)
-            rows.append(["import " + ", ".join(f"`{m}`" for m in names), b(n)])
+            rows.append(["import " + ", ".join(f"`{m}`" for m in names), b(n), names_cell(name)])
         if len(groups[pkg]) > 1:
-            rows.append([f"*all of `{pkg}`*", f"*{sub:,} B*"])
+            rows.append([f"*all of `{pkg}`*", f"*{sub:,} B*", ""])
         total += sub
-    rows.append(["**all imports**", f"**{total:,} B**"])
+    rows.append(["**all imports**", f"**{total:,} B**", ""])
     client = w["client"][0] if w["client"] else None
     how = "as the node builds it" if w["client"] and w["client"][1] == "node" else "defaults"
-    rows.append([f"**the MQTT client**: buffers and state ({how})", f"**{b(client)}**"])
+    rows.append([f"**the MQTT client**: buffers and state ({how})", f"**{b(client)}**", ""])
     run = w["run"]
     rest = run[0] - total - (client or 0)
     rows.append(
         [
             "**the node's own objects** once started (config, HAL, offline ring, ...)",
             f"**{b(rest)}**",
+            "",
         ]
     )
-    rows.append(["**in use once started**", f"**{run[0]:,} B**"])
-    lines += table(["what", "bytes"], rows)
+    q_run = w.get("qstr_run") or []
+    base = w.get("qstr_base")
+    in_use_names = ""
+    if q_run and base:
+        n = q_run[0][0] - base[0]
+        in_use_names = f"{q_run[0][1] - base[1]:,} B ({n} name{'' if n == 1 else 's'})"
+    rows.append(["**in use once started**", f"**{run[0]:,} B**", in_use_names])
+    lines += table(["what", "bytes", "of which interned names"], rows)
     lines += [
         "",
         f"While it ran, after `gc.collect()` every 2 s: {min(run):,} B to {max(run):,} B in "
@@ -886,6 +934,16 @@ def _where_section(label, w):
         f"{min(w['first_run']):,} B to {max(w['first_run']):,} B).",
         "",
     ]
+    if any(d[0] > 20 for d in qnames.values()):  # from .mpy (frozen names are in flash)
+        lines += [
+            "Interned names: each identifier (global, attribute, method, argument) and each "
+            "string of up to 10 characters in a module loaded from .mpy is interned when the "
+            "module loads, and stays for good: unloading the module (the node forgets its "
+            "on-demand modules) frees its code, not its names. Frozen modules keep theirs in "
+            "flash. The pool tables grow by doubling, so an import that starts a new table "
+            "shows a jump.",
+            "",
+        ]
     return lines
 
 
