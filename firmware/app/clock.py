@@ -3,13 +3,13 @@
 # with the watchdog fed first. Imported by Node.sync_clock when an attempt is due and
 # forgotten again after it: it runs a few times a day at most.
 from app.log import log
-from mote.compat import ticks_add
+from mote.compat import const, ticks_add
 
 # All below 2**29 ms, the longest span ticks_diff can compare.
-_RETRY_MS = 30_000  # between the attempts of one round
-_TRIES = 3  # attempts per round
-_ROUND_MS = 3_600_000  # after a round that failed
-_RESYNC_MS = 86_400_000  # after a success: an ESP32's RTC drifts seconds a day
+_RETRY_MS = const(30_000)  # between the attempts of one round
+_TRIES = const(3)  # attempts per round
+_ROUND_MS = const(3_600_000)  # after a round that failed
+_RESYNC_MS = const(86_400_000)  # after a success: an ESP32's RTC drifts seconds a day
 
 
 def sync(node, retry=True):

@@ -10,13 +10,14 @@ import gc
 import json
 
 from hal import unload
+from mote.compat import const
 
 # Ids remembered for duplicate suppression; each entry keeps its reply when that is at
 # most _KEEP_REPLY bytes (an `info` reply is ~700: eight of them would cost 6 KB of heap).
-_REMEMBER = 8
-_KEEP_REPLY = 256
-_NAME_MAX = 32
-_ID_MAX = 64
+_REMEMBER = const(8)
+_KEEP_REPLY = const(256)
+_NAME_MAX = const(32)
+_ID_MAX = const(64)
 
 
 class CommandError(ValueError):

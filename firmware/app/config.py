@@ -111,11 +111,11 @@ _HA_EXTRA = const(29)  # len("/sensor/") + len("_") + len("/pressure_hpa/config"
 
 # The longest a blocking call may take (ms). The main loop feeds the watchdog before each
 # of them, so watchdog_s must outlast the longest, with a margin for the loop's own work.
-_DNS_MS = 15_000  # a name lookup: lwIP asks each DNS server 4 times over about 7 s
-_TLS_MS = 5_000  # a TLS handshake on an ESP32 (RSA-2048 takes 1-3 s)
-_MQTT_WAITS = 4  # waits of broker.timeout_s in one connect: TCP, CONNACK and two SUBACKs
-_WIFI_STEP_MS = 1_000  # joining WiFi feeds the watchdog at least this often
-_WDT_MARGIN_MS = 5_000
+_DNS_MS = const(15_000)  # a name lookup: lwIP asks each DNS server 4 times over about 7 s
+_TLS_MS = const(5_000)  # a TLS handshake on an ESP32 (RSA-2048 takes 1-3 s)
+_MQTT_WAITS = const(4)  # waits of broker.timeout_s in one connect: TCP, CONNACK and two SUBACKs
+_WIFI_STEP_MS = const(1_000)  # joining WiFi feeds the watchdog at least this often
+_WDT_MARGIN_MS = const(5_000)
 
 
 class ConfigError(ValueError):

@@ -2,11 +2,11 @@
 # kept in RTC memory across sleeps. Imported only when "sleep" is "deep".
 from app import telemetry
 from app.log import log
-from mote.compat import ticks_diff
+from mote.compat import const, ticks_diff
 
-_LINGER_MS = 300  # stay awake at least this long for commands the broker queued
-_FLUSH_STEP_MS = 1000  # wait for acks in steps this long, feeding the watchdog
-_DAY_S = 86400
+_LINGER_MS = const(300)  # stay awake at least this long for commands the broker queued
+_FLUSH_STEP_MS = const(1000)  # wait for acks in steps this long, feeding the watchdog
+_DAY_S = const(86400)
 
 
 def _describe(e):

@@ -20,19 +20,19 @@ from app.log import log
 from app.log import tick as _log_tick
 from hal import unload
 from mote import MQTTException
-from mote.compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
+from mote.compat import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
-_POLL_MS = 50  # how often the loop looks for commands between readings
-_BACKOFF_FIRST_MS = 1000
-_INBOX_MAX = 8  # commands waiting to run; more in one poll are dropped and counted
-_DRAIN_PER_STEP = 8  # queued readings sent per loop pass, so commands are not starved
+_POLL_MS = const(50)  # how often the loop looks for commands between readings
+_BACKOFF_FIRST_MS = const(1000)
+_INBOX_MAX = const(8)  # commands waiting to run; more in one poll are dropped and counted
+_DRAIN_PER_STEP = const(8)  # queued readings sent per loop pass, so commands are not starved
 _RTC_MAGIC = b"MOTE1"
-_RTC_MAX = 2048  # ESP32 RTC slow memory available to MicroPython
-_DEEP_RING_BYTES = 768  # offline ring in deep-sleep mode: must fit RTC memory with the rest
+_RTC_MAX = const(2048)  # ESP32 RTC slow memory available to MicroPython
+_DEEP_RING_BYTES = const(768)  # offline ring in deep-sleep mode: must fit RTC memory with the rest
 # A config.json that has not connected yet (trial) goes back to config.last-good.json
 # after this many failed connects, or this long without one (WiFi that never joins).
-_TRIAL_TRIES = 5
-_TRIAL_S = 300
+_TRIAL_TRIES = const(5)
+_TRIAL_S = const(300)
 
 
 class Node:

@@ -7,9 +7,10 @@
 # below 2**30 (34 years of node time): an ESP32's small ints end there and anything
 # larger, even a 32-bit mask, would allocate. push() and pop() allocate nothing unless a
 # payload wraps around the buffer end.
+from mote.compat import const
 
-_HDR = 6
-_T_MASK = 0x3FFFFFFF  # 2**30 - 1: the largest small int on a 32-bit port
+_HDR = const(6)
+_T_MASK = const(0x3FFFFFFF)  # 2**30 - 1: the largest small int on a 32-bit port
 
 
 class Ring:

@@ -7,9 +7,10 @@ import json
 from app import VERSION
 from app.log import log
 from hal import unload
+from mote.compat import const
 
 _RTC_MAGIC = b"MOTE1"
-_DEEP_OUTBOX = 1024  # deep sleep: client outbox bytes (its session goes to RTC memory)
+_DEEP_OUTBOX = const(1024)  # deep sleep: client outbox bytes (its session goes to RTC memory)
 
 
 def boot(config_path):

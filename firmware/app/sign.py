@@ -11,9 +11,10 @@ from hashlib import sha256
 
 from app.commands import CommandError
 from app.telemetry import wall_time_s
+from mote.compat import const
 
-_BLOCK = 64  # SHA-256's block size
-_SKEW_S = 300  # with the clock set, t may differ from it by this much at most
+_BLOCK = const(64)  # SHA-256's block size
+_SKEW_S = const(300)  # with the clock set, t may differ from it by this much at most
 
 
 def hmac_sha256(key, msg):

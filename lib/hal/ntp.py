@@ -2,8 +2,9 @@
 # (ESP32 ports have it; the unix port has not). Layer: lib/hal. One call is one bounded
 # attempt: a DNS lookup, then one UDP query waiting at most timeout_s.
 from hal.errors import NetworkError
+from mote.compat import const
 
-_EIO = 5
+_EIO = const(5)
 
 # What a bad or missing answer raises inside ntptime besides OSError: an empty address
 # list (IndexError), a short packet (ValueError), a time the RTC cannot hold
