@@ -101,8 +101,16 @@ def test_info_reports_version_board_memory_uptime():
     for k in ("version", "board", "mem_free", "uptime_s", "device_id", "interval_s", "mqtt"):
         assert k in r, k
     assert r["board"] == "fake" and r["device_id"] == "deadbeef" and r["mem_free"] == 100000
+    assert set(r["mqtt"]) == {"connected", "reconnects", "pending"}  # the main counters
     r = _run(node, "info", b'{"id": 4}')
     assert r["id"] == 4 and r["device_id"] == "deadbeef"  # the command id, not the device's
+
+
+def test_info_mqtt_gives_all_the_clients_stats():
+    node, _ = _node()
+    r = _run(node, "info", b"mqtt")
+    assert set(r) == {"mqtt", "ok"} and r["mqtt"] == node.client.stats(), r
+    assert _run(node, "info", b"bogus") == {"ok": False, "error": "info takes nothing, or mqtt"}
 
 
 def test_info_mem_free_is_measured_after_a_collection():
