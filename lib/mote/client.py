@@ -383,12 +383,14 @@ class MQTTClient:
         if isinstance(e, ProtocolError):
             self._n[_N_PROTOCOL] += 1
         self._n[_N_LOST] += 1
-        # A connection that ended within _STRIKE_MS of its CONNACK while the oldest
-        # unfinished message was sent on it and never acknowledged is a strike against that
-        # message: the broker refuses it (too large for it, a QoS it does not allow...), and
-        # resending it forever would hold back every message behind it. After _STRIKES in
-        # a row it leaves the outbox (counted in stats(), printed). A link that fails later,
-        # or a completed flow, resets the count.
+        # A connection that ended within _STRIKE_MS of its CONNACK, with nothing else
+        # received on it, while the oldest unfinished message was sent on it and never
+        # acknowledged is a strike against that message: the broker refuses it (too large
+        # for it, a QoS it does not allow...), and resending it forever would hold back
+        # every message behind it. After _STRIKES in a row it leaves the outbox (counted in
+        # stats(), printed). Any packet from the broker after the CONNACK (an ack, a
+        # message, a PINGRESP), or a link that fails later, resets the count: a flaky link
+        # that cuts connections quickly must never cost a message.
         pid = self._s.head_sent() if ticks_diff(ticks_ms(), self._up_at) < _STRIKE_MS else 0
         if pid != self._poison_pid:
             self._poison_pid = pid
@@ -635,9 +637,10 @@ class MQTTClient:
                 return  # a callback's publish() found the connection gone
             if self._renew:
                 self._renew_one()
-            if s.want_reconnect and not s.in2_pending() and not s.tx_len:
+            if s.want_reconnect and not s.in2_pending() and not s.tx_len and not s.rx_end:
                 # QoS 2 messages were left with the broker (table full): a new connection
-                # makes it send them again. At once, and not counted as a failure.
+                # makes it send them again. At once, and not counted as a failure; never
+                # while received bytes are still unhandled.
                 self._close()
                 if not (self._reconnect and self._ever):
                     raise OSError(errno.ECONNRESET, "reconnect to receive deferred QoS 2")
@@ -754,6 +757,8 @@ class MQTTClient:
     def _dispatch(self, ev):
         s = self._s
         self._handled += 1
+        if ev != _EV_CONNACK:
+            self._strikes = 0  # the broker answered on this connection: not a refusal
         if ev == _EV_MESSAGE:
             self._n[_N_RECV] += 1
             p = s.pkt
@@ -773,8 +778,6 @@ class MQTTClient:
                         cb(bytes(t), bytes(m))
                 finally:
                     self._depth -= 1
-        elif ev == _EV_PUBLISHED:
-            self._strikes = 0
         elif ev == _EV_CONNACK:
             # Up before any message that came in the same read is dispatched.
             if s.connack_rc:
