@@ -119,7 +119,7 @@ def locked_down_broker(workdir, certs):
 
 
 class Client:
-    """A paho-mqtt client over TLS to the locked-down broker; collects what it receives
+    """A paho-mqtt client over TLS (ca) to the locked-down broker; collects what it receives
     as (topic, payload, retain). connack: the CONNACK reason (refused or not)."""
 
     def __init__(self, port, ca, user=None, password=None, client_id="", topics=()):
@@ -135,7 +135,8 @@ class Client:
         )
         if user:
             self.c.username_pw_set(user, password)
-        self.c.tls_set(ca_certs=ca)
+        if ca:  # None: plain TCP
+            self.c.tls_set(ca_certs=ca)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.on_subscribe = lambda *a: self.subscribed.set()
@@ -428,23 +429,9 @@ def _plain_node(micropython_bin, tmp_path, port, dev, **cfg):
     return start_node(micropython_bin, str(tmp_path / dev), base)
 
 
-class _Peer(Client):
-    """Client, but plain and anonymous (the session broker's first listener)."""
-
-    def __init__(self, port, topics):
-        self.msgs = []
-        self.cv = threading.Condition()
-        self.topics = list(topics)
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.connack = None
-        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="p-%d" % id(self))
-        self.c.on_connect = self._on_connect
-        self.c.on_message = self._on_message
-        self.c.on_subscribe = lambda *a: self.subscribed.set()
-        self.c.connect("127.0.0.1", port, 30)
-        self.c.loop_start()
-        assert self.subscribed.wait(5), "no SUBACK"
+def _peer(port, topics):
+    """A Client, plain and anonymous (the session broker's first listener)."""
+    return Client(port, None, topics=topics)
 
 
 def test_signed_commands_from_mote_cli_run_and_others_are_refused(
@@ -452,7 +439,7 @@ def test_signed_commands_from_mote_cli_run_and_others_are_refused(
 ):
     dev = "signed1"
     node = _plain_node(micropython_bin, tmp_path, broker.port, dev, cmd_key=CMD_KEY)
-    peer = _Peer(broker.port, ["mote/%s/#" % dev])
+    peer = _peer(broker.port, ["mote/%s/#" % dev])
     try:
         peer.wait(lambda m: [p for t, p, _ in m if t.endswith("/status") and p == b"online"])
 
@@ -558,7 +545,7 @@ def test_the_mutual_tls_worked_example_connects_the_node(certs, micropython_bin,
         staged = json.loads((stage / "config.json").read_text())
         for k in ("ca", "cert", "key"):  # the board's /certs/ is this test's stage/certs/
             staged["broker"][k] = str(stage) + staged["broker"][k]
-        peer = _Peer(b.plain_port, ["mote/%s/#" % dev])
+        peer = _peer(b.plain_port, ["mote/%s/#" % dev])
         node = start_node(micropython_bin, str(tmp_path / "node"), staged)
         peer.wait(lambda m: [1 for t, p, _ in m if t.endswith("/telemetry")])
         assert [p for t, p, _ in peer.msgs if t.endswith("/status")][-1] == b"online"
