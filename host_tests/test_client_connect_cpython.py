@@ -303,14 +303,16 @@ print("REFUSED", c.stats()["subscriptions_refused"])
 """
 
 
+# The first connection grants the subscription and is cut; the second refuses its renewal.
+REFUSES_ON_RENEWAL = [
+    [fb.ack_all(), fb.send(fb.connack()), fb.sleep(0.3), fb.close()],
+    [fb.refuse_subs(), fb.ack_all(), fb.send(fb.connack())],
+]
+
+
 @scenario.interp_param()
 def test_a_refused_renewal_is_counted_retried_and_printed(interp, fake_broker_factory):
-    fake = fake_broker_factory(
-        [
-            [fb.ack_all(), fb.send(fb.connack()), fb.sleep(0.3), fb.close()],
-            [fb.refuse_subs(), fb.ack_all(), fb.send(fb.connack())],
-        ]
-    )
+    fake = fake_broker_factory(REFUSES_ON_RENEWAL)
     res, out = run_ok(interp, RESUB, {"host": fake.host, "port": fake.port, "reconnect": True})
     assert res["GRANTED"] == ["1"] and res["NOERR"] == [""], out
     assert int(res["REFUSED"][0]) >= 2, out  # refused, then tried again (every 300 ms)
@@ -321,12 +323,7 @@ def test_a_refused_renewal_is_counted_retried_and_printed(interp, fake_broker_fa
 
 @scenario.interp_param()
 def test_a_refused_renewal_raises_from_check_msg_without_reconnect(interp, fake_broker_factory):
-    fake = fake_broker_factory(
-        [
-            [fb.ack_all(), fb.send(fb.connack()), fb.sleep(0.3), fb.close()],
-            [fb.refuse_subs(), fb.ack_all(), fb.send(fb.connack())],
-        ]
-    )
+    fake = fake_broker_factory(REFUSES_ON_RENEWAL)
     res, out = run_ok(interp, RESUB, {"host": fake.host, "port": fake.port, "reconnect": False})
     assert res["LOST"] == [""], out
     assert res["RAISED"] == ["128"], out
