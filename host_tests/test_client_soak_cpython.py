@@ -206,7 +206,8 @@ def _up_counts(peer, prefix, n):
     return counts
 
 
-def _soak(interp, broker, proxy, n, keepalive, fault, seed):
+def _soak(interp, broker, proxy, n, keepalive, fault, seed, code=SOAK, label="soak"):
+    """One run of code (SOAK, or mote.aio's twin in test_aio_cpython.py) under fault."""
     tag = "%s-%s-%d-%d" % (fault, interp, seed, os.getpid())
     prefix = "soak/" + tag
     params = {
@@ -223,7 +224,7 @@ def _soak(interp, broker, proxy, n, keepalive, fault, seed):
     sub = Peer(broker.port, "paho-sub-" + tag, subscribe=prefix + "/up/#")
     pubr = Peer(broker.port, "paho-pub-" + tag)
     t0 = time.monotonic()
-    proc = scenario.spawn(interp, SOAK, params)
+    proc = scenario.spawn(interp, code, params)
     lines = queue.Queue()
     out = []
 
@@ -292,8 +293,9 @@ def _soak(interp, broker, proxy, n, keepalive, fault, seed):
         for q in (1, 2):
             report[way, q] = _tally(counts[q])
     print(
-        "\nsoak %s on %s (seed %d): %d QoS 1 + %d QoS 2 messages each way in %.1f s "
-        "(%.0f msg/s through the client)" % (fault, interp, seed, n, n, elapsed, 4 * n / elapsed)
+        "\n%s %s on %s (seed %d): %d QoS 1 + %d QoS 2 messages each way in %.1f s "
+        "(%.0f msg/s through the client)"
+        % (label, fault, interp, seed, n, n, elapsed, 4 * n / elapsed)
     )
     print(
         "  proxy cuts %d, proxy connections %d, connections lost %d (keepalive %d), "

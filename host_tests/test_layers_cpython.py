@@ -7,12 +7,13 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Rank of each module (prefix); a module may import modules of its own rank or above.
-# Modules that DESIGN.md does not name sit with the layer whose half they are: compat_cpython
-# and tls are compat's; snapshot is the session's (it reads a Session); stats and the
-# package's facade (`from mote import MQTTClient`) are the client's.
+# Modules that DESIGN.md does not name sit with the layer whose half they are: compat_cpython,
+# compat_aio and tls are compat's; snapshot is the session's (it reads a Session); stats and
+# the package's facade (`from mote import MQTTClient`) are the client's.
 RANKS = (
     ("mote.compat", 0),
     ("mote.compat_cpython", 0),
+    ("mote.compat_aio", 0),
     ("mote.tls", 0),
     ("mote.codec", 1),
     ("mote.topic", 2),
