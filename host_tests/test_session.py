@@ -148,7 +148,7 @@ def test_incoming_qos1_is_acked_and_qos2_delivered_exactly_once():
     assert drain(s) == hexb("50 02 000a")
     dup = hexb("3c 06 0001 74 000a 78")
     assert events(s, dup) == []  # remembered: answered, not delivered again
-    assert drain(s) == hexb("50 02 000a") and s.dup_in == 1
+    assert drain(s) == hexb("50 02 000a") and s._n[4] == 1  # _n[4]: duplicates
     assert events(s, hexb("62 02 000a")) == []
     assert drain(s) == hexb("70 02 000a")
     assert events(s, q2) == [EV_MESSAGE]  # after PUBREL the id is new again
@@ -248,7 +248,7 @@ def test_reconnect_resends_qos1_with_dup_and_resumes_qos2():
         (3, 0b1100, 3),  # QoS 2 with DUP
         (3, 0b0010, 4),  # first transmission: no DUP
     ]
-    assert s.resent == 3
+    assert s._n[2] == 3  # _n[2]: resent
     events(s, hexb("40 02 0001 70 02 0002 50 02 0003"))
     assert drain(s) == hexb("62 02 0003")
     assert events(s, hexb("70 02 0003 40 02 0004")) == [EV_PUBLISHED, EV_PUBLISHED]
@@ -597,7 +597,7 @@ def test_full_qos2_table_with_a_persistent_session_defers_to_the_broker():
     assert events(s, _q2(1) + _q2(2)) == [EV_MESSAGE, EV_MESSAGE]
     assert events(s, _q2(3)) == []  # no room: not delivered, not acknowledged
     assert drain(s) == hexb("50 02 0001 50 02 0002")
-    assert s.want_reconnect and s.deferred_in == 1 and s.in2_pending() == 2
+    assert s.want_reconnect and s._n[5] == 1 and s.in2_pending() == 2  # _n[5]: deferred
     events(s, hexb("62 02 0001 62 02 0002"))
     assert s.in2_pending() == 0  # drained: the driver now reconnects
     s.connection_lost()

@@ -103,19 +103,19 @@ BAD_NAMES = [
 
 BAD_FILTERS = [
     ("", "empty"),
-    ("sport/tennis#", "'#' not a whole level"),
-    ("sport/tennis/#/ranking", "'#' not the last level"),
-    ("#/", "'#' not the last level"),
-    ("##", "'#' not a whole level"),
-    ("#a", "'#' not a whole level"),
-    ("a#", "'#' not a whole level"),
-    ("a/#b", "'#' not a whole level"),
-    ("sport+", "'+' not a whole level"),
-    ("+a", "'+' not a whole level"),
-    ("a/+b/c", "'+' not a whole level"),
-    ("a/b+/c", "'+' not a whole level"),
-    ("++", "'+' not a whole level"),
-    ("+#", "'+' not a whole level"),
+    ("sport/tennis#", "bad '#'"),
+    ("sport/tennis/#/ranking", "'#' not last"),
+    ("#/", "'#' not last"),
+    ("##", "bad '#'"),
+    ("#a", "bad '#'"),
+    ("a#", "bad '#'"),
+    ("a/#b", "bad '#'"),
+    ("sport+", "bad '+'"),
+    ("+a", "bad '+'"),
+    ("a/+b/c", "bad '+'"),
+    ("a/b+/c", "bad '+'"),
+    ("++", "bad '+'"),
+    ("+#", "bad '+'"),
     ("a\x00/#", "NUL"),
     (b"\xed\xa0\x80/#", "UTF-8"),
 ]
@@ -218,7 +218,7 @@ def test_length_65535_passes_65536_fails():
     validate_name(ok.encode())
     too_long = ok + "b"
     e = raises(ValueError, validate_name, too_long)
-    assert "65535" in e.args[0]
+    assert "too long" in e.args[0]
     raises(ValueError, validate_filter, too_long.encode())
     raises(ValueError, validate_filter, "a" * 65534 + "/#")
     validate_filter("a" * 65533 + "/#")
@@ -229,7 +229,7 @@ def test_length_counts_utf8_bytes_not_characters():
     assert len(two.encode()) == 65535
     validate_name(two)
     e = raises(ValueError, validate_name, "é" * 32768)  # 32768 characters, 65536 bytes
-    assert "65535" in e.args[0]
+    assert "too long" in e.args[0]
     four = "\U0001f600" * 16384  # 16384 characters, 65536 bytes
     raises(ValueError, validate_name, four)
     validate_name("\U0001f600" * 16383 + "abc")

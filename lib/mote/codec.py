@@ -4,7 +4,9 @@
 # Theory of operation
 #   Encoders come in families named after the packet: `publish_size(...)` gives the whole
 #   packet's length, `encode_publish(buf, off, ...)` writes it at buf[off:] and returns the
-#   offset just past it, so calls chain and off=0 returns the length. Packets of one shape
+#   offset just past it, so calls chain and off=0 returns the length (encode_connect and
+#   encode_subscribe, given None for buf, return it without writing: one function, not a
+#   twin `_size` one, to save RAM on a board). Packets of one shape
 #   share one encoder: `encode_ack` (PUBACK, PUBREC, PUBREL, PUBCOMP), `encode_subscribe`
 #   (SUBSCRIBE, and UNSUBSCRIBE with unsub=True), `encode_empty` (PINGREQ, DISCONNECT).
 #   Topic names are checked by mote.topic before they get here (the session does it once
@@ -17,8 +19,9 @@
 #   time). `decode(buf, off, end, pkt)` then returns the whole packet's length, or 0, and
 #   fills the caller's `Packet` record: fields are offsets into buf, never copies, so a
 #   received PUBLISH costs nothing here whatever its size.
-#   Malformed input raises `ProtocolError` (an `MQTTException`) whose message names the
-#   rule broken, with the offending value as a second argument; nothing else escapes.
+#   Malformed input raises `ProtocolError` (an `MQTTException`) whose short message names
+#   what was wrong (e.g. "bad SUBACK"; the comment beside it cites the rule), with the
+#   offending value as a second argument; nothing else escapes.
 #   MQTT 5 adds a property block after the variable header of most packets: each decoder
 #   reads its variable header in one place, where that block would be measured and
 #   recorded in `Packet` (as props_off/props_len) without changing the callers.
@@ -44,11 +47,13 @@ _DISCONNECT = const(14)
 _VBI_MAX = const(268_435_455)  # MQTT 3.1.1 section 2.2.3
 _U16_MAX = const(65535)
 
-# Required fixed-header flags per packet type (section 2.2.2); 0xFF: reserved type,
-# 0x10: PUBLISH, whose flags are DUP/QoS/RETAIN.
-_FLAGS = b"\xff\x00\x00\x10\x00\x00\x02\x00\x02\x00\x02\x00\x00\x00\x00\xff"
-# Fixed remaining length per packet type; 0xFF: variable.
-_FIXLEN = b"\xff\xff\x02\xff\x02\x02\x02\x02\xff\xff\xff\x02\x00\x00\x00\xff"
+# Per packet type t: _HDR[t] is the fixed header's required flags (section 2.2.2; 0xFF:
+# reserved type, 0x10: PUBLISH, whose flags are DUP/QoS/RETAIN); _HDR[16 + t] the fixed
+# remaining length (0xFF: variable). One object, not two: each costs RAM on a board.
+_HDR = (
+    b"\xff\x00\x00\x10\x00\x00\x02\x00\x02\x00\x02\x00\x00\x00\x00\xff"
+    b"\xff\xff\x02\xff\x02\x02\x02\x02\xff\xff\xff\x02\x00\x00\x00\xff"
+)
 
 
 class MQTTException(Exception):
@@ -74,6 +79,8 @@ class Packet:
 
 
 # Field helpers ------------------------------------------------------------------------
+# Error messages are short on purpose (each is a heap string on a board); the value that
+# broke the rule goes with them as the second argument.
 
 
 def _b(s):
@@ -89,7 +96,7 @@ def packet_size(rl):
 
 def encode_vbi(buf, off, n):
     if not 0 <= n <= _VBI_MAX:
-        raise ValueError("remaining length out of range", n)
+        raise ValueError("too long", n)  # remaining length
     while True:
         digit = n & 0x7F
         n >>= 7
@@ -103,7 +110,7 @@ def _put_str(buf, off, s):
     # A UTF-8 string or binary field: two-byte length, then the bytes (section 1.5.3).
     n = len(s)
     if n > _U16_MAX:
-        raise ValueError("field longer than 65535 bytes", n)
+        raise ValueError("too long", n)
     buf[off] = n >> 8
     buf[off + 1] = n & 0xFF
     off += 2
@@ -113,34 +120,17 @@ def _put_str(buf, off, s):
 
 def _room(buf, off, size):
     if size > len(buf) - off:
-        raise ValueError("buffer too small", size)
+        raise ValueError("no room", size)  # buf is too small for the packet
 
 
 def _check(pid, qos):
     if not 0 < pid <= _U16_MAX:
-        raise ValueError("packet id out of range", pid)
+        raise ValueError("bad pid", pid)  # packet id: 1..65535
     if not 0 <= qos <= 2:
-        raise ValueError("QoS must be 0, 1 or 2", qos)
+        raise ValueError("bad QoS", qos)
 
 
 # CONNECT -------------------------------------------------------------------------------
-
-
-def _connect_rl(client_id, will_topic, will_msg, user, password):
-    rl = 12 + len(client_id)  # "MQTT", level, flags, keepalive, client id
-    if will_topic is not None:
-        rl += 4 + len(will_topic) + len(will_msg)
-    if user is not None:
-        rl += 2 + len(user)
-    if password is not None:
-        rl += 2 + len(password)
-    return rl
-
-
-def connect_size(client_id, will_topic=None, will_msg=None, user=None, password=None):
-    return packet_size(
-        _connect_rl(_b(client_id), _b(will_topic), _b(will_msg or b""), _b(user), _b(password))
-    )
 
 
 def encode_connect(
@@ -156,7 +146,8 @@ def encode_connect(
     user=None,
     password=None,
 ):
-    """CONNECT (section 3.1). Strings may be str or bytes. Returns the offset past it.
+    """CONNECT (section 3.1). Strings may be str or bytes. Returns the offset past it;
+    with buf None, writes nothing and returns off + the packet's length (its size).
     Raises ValueError for a field the standard does not allow."""
     client_id = _b(client_id)
     will_topic = _b(will_topic)
@@ -164,22 +155,27 @@ def encode_connect(
     user = _b(user)
     password = _b(password)
     if not 0 <= keepalive_s <= _U16_MAX:
-        raise ValueError("keepalive out of range", keepalive_s)
+        raise ValueError("bad keepalive", keepalive_s)
     if password is not None and user is None:
-        raise ValueError("password without user name", None)  # MQTT-3.1.2-22
+        raise ValueError("need user", None)  # MQTT-3.1.2-22: no password without a user
     if not client_id and not clean_session:
-        raise ValueError("empty client id needs clean_session", None)  # MQTT-3.1.3-7
+        raise ValueError("need clean", None)  # MQTT-3.1.3-7: an empty id needs a clean session
     flags = 0x02 if clean_session else 0
+    rl = 12 + len(client_id)  # "MQTT", level, flags, keepalive, client id
     if will_topic is not None:
         _check(1, will_qos)
         if not will_topic:
-            raise ValueError("empty will topic", None)
+            raise ValueError("empty topic", None)
         flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
+        rl += 4 + len(will_topic) + len(will_msg)
     if user is not None:
         flags |= 0x80
+        rl += 2 + len(user)
     if password is not None:
         flags |= 0x40
-    rl = _connect_rl(client_id, will_topic, will_msg, user, password)
+        rl += 2 + len(password)
+    if buf is None:
+        return off + packet_size(rl)
     _room(buf, off, packet_size(rl))
     buf[off] = _CONNECT << 4
     off = encode_vbi(buf, off + 1, rl)
@@ -255,28 +251,23 @@ def encode_ack(buf, off, ptype, pid):
 # SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT --------------------------------------------
 
 
-def subscribe_size(filters, unsub=False):
-    """filters: (topic_filter, qos) pairs, or with unsub=True topic filters."""
-    rl = 2
-    for f in filters:
-        rl += 2 + len(_b(f)) if unsub else 3 + len(_b(f[0]))
-    return packet_size(rl)
-
-
 def encode_subscribe(buf, off, pid, filters, unsub=False):
     """SUBSCRIBE (section 3.8) for one or several (topic_filter, qos) pairs, or with
-    unsub=True UNSUBSCRIBE (section 3.10) for one or several topic filters."""
+    unsub=True UNSUBSCRIBE (section 3.10) for one or several topic filters. Returns the
+    offset past it; with buf None, writes nothing and returns off + its size."""
     _check(pid, 0)
     if not filters:
-        raise ValueError("no topic filters", None)  # MQTT-3.8.3-3, MQTT-3.10.3-2
+        raise ValueError("no filters", None)  # MQTT-3.8.3-3, MQTT-3.10.3-2
     rl = 2
     for f in filters:
         if not unsub:
             _check(1, f[1])
             f = f[0]
         if not f:
-            raise ValueError("empty topic filter", None)
+            raise ValueError("empty topic", None)  # an empty topic filter
         rl += (2 if unsub else 3) + len(_b(f))
+    if buf is None:
+        return off + packet_size(rl)
     _room(buf, off, packet_size(rl))
     buf[off] = 0xA2 if unsub else 0x82  # MQTT-3.8.1-1, MQTT-3.10.1-1: flags 0010
     off = encode_vbi(buf, off + 1, rl)
@@ -314,14 +305,14 @@ def decode_header(buf, off, end, pkt):
     b0 = buf[off]
     t = b0 >> 4
     flags = b0 & 0x0F
-    want = _FLAGS[t]
+    want = _HDR[t]
     if want == 0xFF:
-        raise ProtocolError("reserved packet type", t)
+        raise ProtocolError("bad type", t)  # a reserved packet type
     if want == 0x10:
         if flags & 0x06 == 0x06:
-            raise ProtocolError("PUBLISH with QoS 3", b0)  # MQTT-3.3.1-4
+            raise ProtocolError("QoS 3", b0)  # MQTT-3.3.1-4
     elif flags != want:
-        raise ProtocolError("reserved flag bits set", b0)  # MQTT-2.2.2-2
+        raise ProtocolError("bad flags", b0)  # MQTT-2.2.2-2: reserved flag bits
     n = 0
     shift = 0
     i = off + 1
@@ -334,11 +325,11 @@ def decode_header(buf, off, end, pkt):
         if not d & 0x80:
             break
         if shift == 21:
-            raise ProtocolError("remaining length longer than 4 bytes", t)
+            raise ProtocolError("bad length", d)  # a fifth remaining length byte
         shift += 7
-    fix = _FIXLEN[t]
+    fix = _HDR[16 + t]
     if fix != 0xFF and n != fix:
-        raise ProtocolError("wrong remaining length", n)
+        raise ProtocolError("bad length", n)  # not the packet type's fixed length
     pkt.type = t
     pkt.flags = flags
     pkt.rem_len = n
@@ -357,29 +348,29 @@ def decode_body(buf, off, end, pkt):
         return
     if t == _CONNACK:
         ack = buf[off]
-        if ack & 0xFE:
-            raise ProtocolError("reserved CONNACK flags set", ack)  # MQTT-3.2.2
-        pkt.session_present = bool(ack)
         pkt.rc = buf[off + 1]
-        if pkt.rc and ack:
-            raise ProtocolError("session present with a refusal", pkt.rc)  # MQTT-3.2.2-4
+        # Reserved flags (MQTT-3.2.2), or session present with a refusal (MQTT-3.2.2-4).
+        if ack & 0xFE or pkt.rc and ack:
+            raise ProtocolError("bad CONNACK", ack)
+        pkt.session_present = bool(ack)
         return
     p = off + 2
     if t == _PUBLISH:
         flags = pkt.flags
         qos = (flags >> 1) & 3
+        # Shorter than its topic length, its topic, or its packet id: "short PUBLISH".
         if end - off < 2:
-            raise ProtocolError("PUBLISH shorter than its topic length", end - off)
+            raise ProtocolError("short PUBLISH", end - off)
         tlen = (buf[off] << 8) | buf[off + 1]
         if not tlen:
-            raise ProtocolError("empty topic name", 0)  # MQTT-4.7.3-1
+            raise ProtocolError("empty topic", 0)  # MQTT-4.7.3-1
         if tlen > end - p:
-            raise ProtocolError("topic overruns the packet", tlen)
+            raise ProtocolError("short PUBLISH", tlen)
         hi = 0
         for i in range(p, p + tlen):
             c = buf[i]
             if c == 0x23 or c == 0x2B or c == 0:
-                raise ProtocolError("wildcard or NUL in topic name", c)  # MQTT-3.3.2-2
+                raise ProtocolError("bad topic", c)  # MQTT-3.3.2-2: wildcard or NUL
             hi |= c
         pkt.topic_ascii = hi < 0x80
         pkt.topic_off = p
@@ -388,7 +379,7 @@ def decode_body(buf, off, end, pkt):
         pkt.pid = 0
         if qos:
             if end - p < 2:
-                raise ProtocolError("PUBLISH without its packet id", qos)
+                raise ProtocolError("short PUBLISH", qos)
             off = p
             p += 2
         elif flags & 0x08:
@@ -401,19 +392,20 @@ def decode_body(buf, off, end, pkt):
         if not qos:
             return
     elif t == _SUBACK:
+        # No return code at all, or one that is not 0, 1, 2 or 0x80 (MQTT-3.9.3-2).
         if end - off < 3:
-            raise ProtocolError("SUBACK without return codes", end - off)
+            raise ProtocolError("bad SUBACK", end - off)
         for i in range(p, end):
             c = buf[i]
             if c > 2 and c != 0x80:
-                raise ProtocolError("bad SUBACK return code", c)  # MQTT-3.9.3-2
+                raise ProtocolError("bad SUBACK", c)
         pkt.codes_off = p
         pkt.codes_len = end - p
     elif t != _PUBACK and t != _PUBREC and t != _PUBREL and t != _PUBCOMP and t != _UNSUBACK:
-        raise ProtocolError("packet type a server never sends", t)
+        raise ProtocolError("bad type", t)  # a type a server never sends
     pkt.pid = (buf[off] << 8) | buf[off + 1]
     if not pkt.pid:
-        raise ProtocolError("packet id 0", 0)  # MQTT-2.3.1-1
+        raise ProtocolError("bad pid", 0)  # MQTT-2.3.1-1: packet id 0
 
 
 def decode(buf, off, end, pkt):

@@ -44,6 +44,10 @@
 #   keepalive_s; no PINGRESP within keepalive_s more gives EV_DEAD.
 #   Snapshot: mote.snapshot (imported on first use) writes outbox, packet-id counter and
 #   incoming QoS 2 ids to a caller's buffer and restores them, validating first.
+#   RAM (measured on the 32-bit VM): the subscription ids and counters share one list (_n),
+#   the flags one int (_bits), so a Session keeps under 48 attributes (the next size of an
+#   instance's table costs 96 B more); received packets are handled in one function and
+#   error messages are short, since each function and each long string is heap on a board.
 from mote import codec
 from mote.codec import Packet, ProtocolError
 from mote.compat import const, ticks_diff
@@ -83,13 +87,36 @@ _Q1 = const(1)
 _Q2_REC = const(2)
 _Q2_COMP = const(3)
 
-# The chunk being written.
+# The chunk being written: CONNECT, the control buffer, a caller's QoS 0 payload, or
+# outbox slot i (its PUBLISH, or PUBREL from _rel) as _C_SLOT + i.
 _C_NONE = const(0)
 _C_CONN = const(1)
 _C_CTL = const(2)
 _C_EXT = const(3)
 _C_SLOT = const(4)
-_C_REL = const(5)
+
+# Bits of _bits: bytes were written / received since the last tick(); EV_DEAD is due; the
+# CONNECT asks for a clean session.
+_B_TX = const(1)
+_B_RX = const(2)
+_B_DEAD = const(4)
+_B_CLEAN = const(8)
+
+# Bits of _s_flag[i]: slot i is to be sent (again) on this connection; it was sent once.
+_F_SEND = const(1)
+_F_TX = const(2)
+
+# Indices of _n: the pending SUBSCRIBE's and UNSUBSCRIBE's packet ids (0: none), then
+# counters: packets sent again after a reconnect, QoS 2 publishes given up (the broker
+# lost their session), duplicate incoming QoS 2 PUBLISH packets not delivered again,
+# incoming QoS 2 PUBLISH packets left with the broker (table full). One list, not six
+# attributes: a Session's attribute table stays at its smallest size on a board.
+_N_SUB = const(0)
+_N_UNSUB = const(1)
+_N_RESENT = const(2)
+_N_ABANDONED = const(3)
+_N_DUP_IN = const(4)
+_N_DEFERRED_IN = const(5)
 
 
 class Session:
@@ -99,13 +126,14 @@ class Session:
     the per-message paths. max_inflight: QoS 1/2 messages outstanding at once;
     outbox_size: room for their encoded packets; rx_size: largest packet received whole;
     tx_size: control buffer (acks, pings, QoS 0 packets); qos2_in: incoming QoS 2 ids
-    remembered until PUBREL."""
+    remembered until PUBREL. Error messages are short (each is a heap string on a
+    board); the bad value goes with them."""
 
     def __init__(self, max_inflight=8, outbox_size=2048, rx_size=1024, tx_size=256, qos2_in=16):
         if not 0 < max_inflight <= 255:
-            raise ValueError("max_inflight out of range", max_inflight)
+            raise ValueError("max_inflight", max_inflight)  # out of range: 1..255
         if rx_size < 16 or tx_size < 16 or outbox_size < 16:
-            raise ValueError("buffer sizes must be at least 16", min(rx_size, tx_size))
+            raise ValueError("too small", min(rx_size, tx_size, outbox_size))  # under 16
         self.state = _DISCONNECTED
         self.keepalive_ms = 0
         self.pkt = Packet()
@@ -121,9 +149,7 @@ class Session:
         self.tx_off = 0
         self.tx_len = 0
         self._chunk = _C_NONE
-        self._chunk_slot = 0
         self._conn = bytearray()
-        self._conn_due = False
         self._ctl = bytearray(tx_size)
         self._ctl_sent = 0
         self._ctl_end = 0
@@ -139,38 +165,28 @@ class Session:
         self._s_off = [0] * n
         self._s_len = [0] * n
         self._s_state = bytearray(n)
-        self._s_send = bytearray(n)
-        self._s_tx = bytearray(n)  # 1 once transmitted: a resend carries DUP
+        self._s_flag = bytearray(n)  # _F_* bits; _F_TX: a resend carries DUP
         self._first = 0
         self._count = 0  # slots in use, completed holes included, oldest at _first
         self._live = 0  # unfinished flows
         self._pid = 0
-        self._sub_pid = 0
-        self._unsub_pid = 0
+        self._n = [0] * 6  # _N_* (above)
         # incoming QoS 2 ids awaiting PUBREL (0 = empty)
         self._in2 = [0] * qos2_in
-        self._in2_used = 0
         self._in2_rr = 0  # eviction cursor (clean sessions only)
-        self._clean = True
-        self.want_reconnect = False  # QoS 2 messages were deferred: see _on_publish
+        self.want_reconnect = False  # QoS 2 messages were deferred: see next_event
         # keepalive
         self.ping_out = False  # a PINGREQ awaits its PINGRESP
         self.ping_at = 0  # now_ms when it was queued
         self._last_tx = 0
         self._last_rx = 0
-        self._txd = False
-        self._rxd = False
-        self._dead = False
+        self._bits = _B_CLEAN
         # results and counters
         self.connack_rc = 0
         self.session_present = False
         self.ack_pid = 0
         self.drop_len = 0
         self.dropped = 0  # oversize PUBLISH packets skipped
-        self.dup_in = 0  # duplicate incoming QoS 2 PUBLISH packets not delivered again
-        self.deferred_in = 0  # QoS 2 PUBLISH packets left with the broker: table full
-        self.resent = 0  # packets sent again after a reconnect
-        self.abandoned = 0  # QoS 2 publishes given up: the broker lost their session
 
     # Connection life cycle ---------------------------------------------------------
 
@@ -187,66 +203,43 @@ class Session:
         password=None,
     ):
         """Encode the CONNECT packet used by every following connect() (allocates)."""
-        n = codec.connect_size(client_id, will_topic, will_msg, user, password)
-        buf = bytearray(n)
-        codec.encode_connect(
-            buf,
-            0,
-            client_id,
-            clean_session,
-            keepalive_s,
-            will_topic,
-            will_msg,
-            will_qos,
-            will_retain,
-            user,
-            password,
-        )
+        # The codec sizes it (buf None), then writes it: one set of arguments, two calls.
+        a = (client_id, clean_session, keepalive_s, will_topic, will_msg, will_qos, will_retain)
+        buf = bytearray(codec.encode_connect(None, 0, *a, user, password))
+        codec.encode_connect(buf, 0, *a, user, password)
         self._conn = buf
-        self._clean = bool(clean_session)
+        self._bits = self._bits & ~_B_CLEAN | (_B_CLEAN if clean_session else 0)
         self.keepalive_ms = keepalive_s * 1000
 
     def connect(self, now_ms):
         """Start a new connection: CONNECT is the first chunk to send. The outbox and
         packet ids carry over; anything half-sent or half-received is dropped."""
         if not self._conn:
-            raise ValueError("set_connect() first", None)
-        self._reset_link()
+            raise ValueError("no CONNECT", None)  # set_connect() first
+        self.connection_lost()  # forget the old link, if any
         self.state = _CONNECTING
-        self._conn_due = True
         self._last_tx = self._last_rx = now_ms
-        self._kick()
+        self._set_chunk(_C_CONN, self._conn, 0, len(self._conn))
 
     def connection_lost(self):
         """The transport is gone: forget the link, keep the session (outbox, ids)."""
-        self._reset_link()
         self.state = _DISCONNECTED
+        self.rx_end = self._rx_start = self._skip = 0
+        self.rx_room = len(self.rx_buf)
+        self.tx_buf = self._x_buf = None
+        self.tx_off = self.tx_len = self._chunk = self._ctl_sent = self._ctl_end = 0
+        for i in range(self.max_inflight):
+            self._s_flag[i] &= _F_TX
+        self._n[_N_SUB] = self._n[_N_UNSUB] = 0
+        self._bits &= _B_CLEAN
+        self.ping_out = self.want_reconnect = False
 
     def disconnect(self):
         """Queue DISCONNECT; no more packets are accepted until connect()."""
-        if self.state == _CONNECTED and self._ctl_room() >= 2:
+        if self.state == _CONNECTED and len(self._ctl) - self._ctl_end >= 2:
             self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, _DISCONNECT)
             self._kick()
         self.state = _DISCONNECTED
-
-    def _reset_link(self):
-        self.rx_end = 0
-        self.rx_room = len(self.rx_buf)
-        self._rx_start = 0
-        self._skip = 0
-        self.tx_buf = None
-        self.tx_off = self.tx_len = 0
-        self._chunk = _C_NONE
-        self._conn_due = False
-        self._ctl_sent = self._ctl_end = 0
-        self._x_buf = None
-        for i in range(self.max_inflight):
-            self._s_send[i] = 0
-        self._sub_pid = self._unsub_pid = 0
-        self.ping_out = False
-        self._dead = False
-        self.want_reconnect = False
-        self._txd = self._rxd = False
 
     # Outgoing messages -------------------------------------------------------------
 
@@ -257,9 +250,9 @@ class Session:
     def publish(self, topic, msg, qos=0, retain=False):
         """Queue a PUBLISH. Returns its packet id (0 for QoS 0), NO_ROOM when it cannot be
         queued now (service the connection and retry) or NOT_CONNECTED (QoS 0 only:
-        dropped). Raises ValueError for bad arguments or a packet that can never fit.
-        QoS 1/2 are queued whatever the state and sent once connected. No allocation for
-        bytes-like topic and msg."""
+        dropped). Raises ValueError for bad arguments or a packet that can never fit
+        ("too long"). QoS 1/2 are queued whatever the state and sent once connected. No
+        allocation for bytes-like topic and msg."""
         if isinstance(topic, str):
             topic = topic.encode()
         if isinstance(msg, str):
@@ -275,52 +268,64 @@ class Session:
         mlen = len(msg)
         size = codec.publish_size(len(topic), mlen, qos)
         if not qos:
+            ctl = self._ctl
             if self.state != _CONNECTED:
                 return _NOT_CONNECTED
             if self._x_buf is not None:
                 return _NO_ROOM
-            if size <= len(self._ctl):
-                if size > self._ctl_room():
+            room = len(ctl) - self._ctl_end
+            if size <= len(ctl):
+                if size > room:
                     return _NO_ROOM
-                self._ctl_end = codec.encode_publish(
-                    self._ctl, self._ctl_end, topic, msg, 0, retain
-                )
+                self._ctl_end = codec.encode_publish(ctl, self._ctl_end, topic, msg, 0, retain)
             else:
                 hdr = size - mlen
-                if hdr > len(self._ctl):
-                    raise ValueError("topic larger than the tx buffer", hdr)
-                if hdr > self._ctl_room():
+                if hdr > len(ctl):
+                    raise ValueError("too long", hdr)  # the topic alone overfills tx_buf
+                if hdr > room:
                     return _NO_ROOM
-                self._ctl_end = codec.encode_publish_header(
-                    self._ctl, self._ctl_end, topic, mlen, 0, retain
+                self._x_at = codec.encode_publish_header(
+                    ctl, self._ctl_end, topic, mlen, 0, retain
                 )
+                self._ctl_end = self._x_at
                 self._x_buf = msg
-                self._x_at = self._ctl_end
             self._kick()
             return 0
-        if size > len(self._ob):
-            raise ValueError("message larger than the outbox", size)
-        if self._count == self.max_inflight:
+        ob = self._ob
+        if size > len(ob):
+            raise ValueError("too long", size)  # larger than the outbox
+        n = self.max_inflight
+        c = self._count
+        if c == n:
             return _NO_ROOM
-        off = self._ob_alloc(size)
-        if off < 0:
-            return _NO_ROOM
+        # Where in the outbox ring: after the newest packet, or at the front.
+        off = 0
+        if c:
+            t = self._s_off[self._first]
+            last = (self._first + c - 1) % n
+            off = self._s_off[last] + self._s_len[last]
+            if self._s_off[last] >= t:  # not wrapped: free runs are [off, end) and [0, t)
+                if size > len(ob) - off:
+                    off = 0 if size <= t else -1
+            elif size > t - off:  # wrapped: the free run is [off, t)
+                off = -1
+            if off < 0:
+                return _NO_ROOM
         last = self._pid
         pid = self._next_pid()
         try:
-            codec.encode_publish(self._ob, off, topic, msg, qos, retain, False, pid)
+            codec.encode_publish(ob, off, topic, msg, qos, retain, False, pid)
         except ValueError:
             self._pid = last  # a refused message uses no packet id
             raise
-        i = (self._first + self._count) % self.max_inflight
-        self._count += 1
+        i = (self._first + c) % n
+        self._count = c + 1
         self._live += 1
         self._s_pid[i] = pid
         self._s_off[i] = off
         self._s_len[i] = size
         self._s_state[i] = _Q1 if qos == 1 else _Q2_REC
-        self._s_tx[i] = 0
-        self._s_send[i] = 1 if self.state == _CONNECTED else 0
+        self._s_flag[i] = _F_SEND if self.state == _CONNECTED else 0
         self._kick()
         return pid
 
@@ -329,25 +334,12 @@ class Session:
         driver must finish writing it before publish() returns."""
         return self._x_buf is not None
 
-    def _ob_alloc(self, n):
-        size = len(self._ob)
-        if not self._count:
-            return 0 if n <= size else -1
-        t = self._s_off[self._first]
-        last = (self._first + self._count - 1) % self.max_inflight
-        h = self._s_off[last] + self._s_len[last]
-        if self._s_off[last] >= t:  # not wrapped: free runs are [h, size) and [0, t)
-            if n <= size - h:
-                return h
-            return 0 if n <= t else -1
-        return h if n <= t - h else -1  # wrapped: the free run is [h, t)
-
     def _next_pid(self):
         # Ids 1..65535 in order, skipping any still in use (DESIGN: packet identifiers).
         pid = self._pid
         while True:
             pid = pid + 1 if pid < 65535 else 1
-            if pid != self._sub_pid and pid != self._unsub_pid and self._slot_of(pid) < 0:
+            if pid != self._n[_N_SUB] and pid != self._n[_N_UNSUB] and self._slot_of(pid) < 0:
                 self._pid = pid
                 return pid
 
@@ -362,7 +354,7 @@ class Session:
 
     def _complete(self, i):
         self._s_state[i] = _FREE
-        self._s_send[i] = 0
+        self._s_flag[i] = 0
         self._live -= 1
         n = self.max_inflight
         while self._count and self._s_state[self._first] == _FREE:
@@ -377,28 +369,26 @@ class Session:
         of its kind is pending or the tx buffer is full. Allocates."""
         if self.state != _CONNECTED:
             raise ValueError("not connected", self.state)
-        size = codec.subscribe_size(filters, unsub)
+        size = codec.encode_subscribe(None, 0, 1, filters, unsub)  # its size (pid 1: any)
         if size > len(self._ctl):
-            raise ValueError("filters larger than the tx buffer", size)
-        if (self._unsub_pid if unsub else self._sub_pid) or size > self._ctl_room():
+            raise ValueError("too long", size)  # larger than the tx buffer
+        k = _N_UNSUB if unsub else _N_SUB
+        if self._n[k] or size > len(self._ctl) - self._ctl_end:
             return _NO_ROOM
         pid = self._next_pid()
         self._ctl_end = codec.encode_subscribe(self._ctl, self._ctl_end, pid, filters, unsub)
-        if unsub:
-            self._unsub_pid = pid
-        else:
-            self._sub_pid = pid
+        self._n[k] = pid
         self._kick()
         return pid
 
     def sub_pending(self, unsub=False):
         """True while a SUBSCRIBE (or with unsub=True an UNSUBSCRIBE) awaits its
         acknowledgement."""
-        return bool(self._unsub_pid if unsub else self._sub_pid)
+        return bool(self._n[_N_UNSUB if unsub else _N_SUB])
 
     def ping(self, now_ms):
         """Queue a PINGREQ now (keepalive does this by itself). False if no room."""
-        if self.state != _CONNECTED or self._ctl_room() < 2:
+        if self.state != _CONNECTED or len(self._ctl) - self._ctl_end < 2:
             return False
         self._ctl_end = codec.encode_empty(self._ctl, self._ctl_end, _PINGREQ)
         if not self.ping_out:
@@ -411,18 +401,18 @@ class Session:
 
     def tick(self, now_ms):
         """Advance keepalive: queue PINGREQ when due; EV_DEAD when PINGRESP is overdue."""
-        if self._txd:
+        b = self._bits
+        if b & _B_TX:
             self._last_tx = now_ms
-            self._txd = False
-        if self._rxd:
+        if b & _B_RX:
             self._last_rx = now_ms
-            self._rxd = False
+        self._bits = b & ~(_B_TX | _B_RX)
         ka = self.keepalive_ms
         if self.state != _CONNECTED or not ka:
             return
         if self.ping_out:
             if ticks_diff(now_ms, self.ping_at) >= ka:
-                self._dead = True
+                self._bits |= _B_DEAD
                 self.state = _ERROR
         elif ticks_diff(now_ms, self._last_tx) >= ka or ticks_diff(now_ms, self._last_rx) >= ka:
             self.ping(now_ms)
@@ -440,9 +430,6 @@ class Session:
 
     # Transmit ----------------------------------------------------------------------
 
-    def _ctl_room(self):
-        return len(self._ctl) - self._ctl_end
-
     def _kick(self):
         if not self.tx_len:
             self._next_chunk()
@@ -450,13 +437,13 @@ class Session:
     def sent(self, n):
         """The driver wrote n bytes of the current chunk."""
         if n <= 0 or n > self.tx_len:
-            raise ValueError("sent() count out of range", n)
-        self._txd = True
+            raise ValueError("bad count", n)
+        self._bits |= _B_TX
         self.tx_off += n
         self.tx_len -= n
         c = self._chunk
-        if c == _C_SLOT or c == _C_REL:
-            self._s_tx[self._chunk_slot] = 1
+        if c >= _C_SLOT:
+            self._s_flag[c - _C_SLOT] |= _F_TX
         if self.tx_len:
             return
         if c == _C_CTL:
@@ -467,23 +454,20 @@ class Session:
             self._x_buf = None
             if self._ctl_sent == self._ctl_end:
                 self._ctl_sent = self._ctl_end = 0
-        elif c == _C_SLOT or c == _C_REL:
-            self._s_send[self._chunk_slot] = 0
+        elif c >= _C_SLOT:
+            self._s_flag[c - _C_SLOT] &= _F_TX
         self._chunk = _C_NONE
         self.tx_buf = None
         self._next_chunk()
 
     def _next_chunk(self):
-        if self._conn_due:
-            self._conn_due = False
-            self._set_chunk(_C_CONN, self._conn, 0, len(self._conn))
-            return
-        if self._x_buf is not None and self._ctl_sent == self._x_at:
-            self._set_chunk(_C_EXT, self._x_buf, 0, len(self._x_buf))
+        x = self._x_buf
+        if x is not None and self._ctl_sent == self._x_at:
+            self._set_chunk(_C_EXT, x, 0, len(x))
             return
         if self._ctl_sent < self._ctl_end:
             end = self._ctl_end
-            if self._x_buf is not None and self._ctl_sent < self._x_at:
+            if x is not None and self._ctl_sent < self._x_at:
                 end = self._x_at
             self._set_chunk(_C_CTL, self._ctl, self._ctl_sent, end - self._ctl_sent)
             return
@@ -492,13 +476,12 @@ class Session:
         n = self.max_inflight
         i = self._first
         for _ in range(self._count):
-            if self._s_send[i]:
-                self._chunk_slot = i
+            if self._s_flag[i] & _F_SEND:
                 if self._s_state[i] == _Q2_COMP:
                     codec.encode_ack(self._rel, 0, _PUBREL, self._s_pid[i])
-                    self._set_chunk(_C_REL, self._rel, 0, 4)
+                    self._set_chunk(_C_SLOT + i, self._rel, 0, 4)
                 else:
-                    self._set_chunk(_C_SLOT, self._ob, self._s_off[i], self._s_len[i])
+                    self._set_chunk(_C_SLOT + i, self._ob, self._s_off[i], self._s_len[i])
                 return
             i = i + 1 if i + 1 < n else 0
 
@@ -513,8 +496,8 @@ class Session:
     def received(self, n):
         """The driver read n bytes into rx_mv[rx_end:]."""
         if n <= 0 or n > self.rx_room:
-            raise ValueError("received() count out of range", n)
-        self._rxd = True
+            raise ValueError("bad count", n)
+        self._bits |= _B_RX
         if self._skip:
             k = self._skip if self._skip < n else n
             self._skip -= k
@@ -529,92 +512,188 @@ class Session:
         """Handle received packets until one gives an event; returns it, or 0 when none
         is complete (or acks cannot be queued until the driver writes). Raises
         ProtocolError on a protocol violation, and the session stays in ERROR."""
-        if self._dead:
-            self._dead = False
+        if self._bits & _B_DEAD:
+            self._bits &= ~_B_DEAD
             return _EV_DEAD
         if self.state == _ERROR:
-            raise ProtocolError("session failed: reconnect", None)
+            raise ProtocolError("in ERROR", None)  # the session failed: reconnect
+        buf = self.rx_buf
+        pkt = self.pkt
         try:
+            # One packet per round; `continue` when it gave no event. (One function, not
+            # a helper per packet type: each function costs RAM on a board.)
             while True:
-                ev = self._one_packet()
-                if ev >= 0:
-                    return ev
+                start = self._rx_start
+                end = self.rx_end
+                if start == end:
+                    self._rx_start = self.rx_end = 0
+                    self.rx_room = len(buf)
+                    return 0
+                if len(self._ctl) - self._ctl_end < 4:
+                    return 0  # an ack might not fit: let the driver write first
+                h = codec.decode_header(buf, start, end, pkt)
+                if not h:
+                    self._compact(5)
+                    return 0
+                total = h + pkt.rem_len
+                t = pkt.type
+                if total > len(buf):
+                    # Larger than rx_buf: skip it as it streams past.
+                    if t != _PUBLISH:
+                        raise ProtocolError("too long", total)  # larger than rx_buf
+                    qos = (pkt.flags >> 1) & 3
+                    if qos and end - start >= h + 2:
+                        tlen = (buf[start + h] << 8) | buf[start + h + 1]
+                        need = h + 2 + tlen + 2
+                        if need <= len(buf):
+                            if end - start < need:
+                                self._compact(need)
+                                return 0
+                            p = start + need - 2
+                            pid = (buf[p] << 8) | buf[p + 1]
+                            if pid:
+                                # Acknowledge so the broker does not redeliver what can
+                                # never fit.
+                                self._queue_ack(_PUBACK if qos == 1 else _PUBREC, pid)
+                    elif qos and h + 2 <= len(buf):
+                        self._compact(h + 2)
+                        return 0
+                    self._skip = total - (end - start)
+                    self._rx_start = self.rx_end = 0
+                    self.rx_room = len(buf)
+                    self.dropped += 1
+                    self.drop_len = total
+                    return _EV_DROPPED
+                if end - start < total:
+                    self._compact(total)
+                    return 0
+                codec.decode_body(buf, start + h, start + total, pkt)
+                if t == _PUBLISH and not pkt.topic_ascii:
+                    # MQTT-1.5.3-1: ill-formed UTF-8 in the topic closes the connection (the
+                    # codec has checked wildcards and NUL, and an all-ASCII topic has no
+                    # UTF-8 to get wrong). Checked in place: no allocation.
+                    err = name_error(buf, pkt.topic_off, pkt.topic_len)
+                    if err is not None:
+                        raise ProtocolError(err, pkt.topic_len)
+                self._rx_start = start + total
+                if t == _CONNACK:
+                    if self.state != _CONNECTING:
+                        raise ProtocolError("bad CONNACK", self.state)  # unexpected
+                    self.connack_rc = pkt.rc
+                    self.session_present = pkt.session_present
+                    if pkt.rc:
+                        self.state = _DISCONNECTED
+                        return _EV_CONNACK
+                    self.state = _CONNECTED
+                    # Every unfinished slot goes out again.
+                    fresh = not pkt.session_present
+                    if fresh:
+                        for k in range(len(self._in2)):
+                            self._in2[k] = 0  # the broker forgot its half of those flows
+                    n = self.max_inflight
+                    i = self._first
+                    for _ in range(self._count):
+                        st = self._s_state[i]
+                        if st != _FREE:
+                            if fresh and self._s_flag[i] & _F_TX:
+                                # A new session (clean, or lost by the broker) has no state
+                                # for flows begun in the old one (MQTT-3.1.2-6): nothing may
+                                # resume. QoS 1 is published again as a new message (at
+                                # least once allows a second copy). QoS 2 after PUBREC
+                                # belongs to the broker: done. QoS 2 before PUBREC may have
+                                # been delivered already; publishing it again could deliver
+                                # it twice, so it is given up (counted in _N_ABANDONED).
+                                if st == _Q1:
+                                    self._ob[self._s_off[i]] &= 0xF7  # a new message: no DUP
+                                    self._s_flag[i] = 0
+                                else:
+                                    if st == _Q2_REC:
+                                        self._n[_N_ABANDONED] += 1
+                                    self._complete(i)
+                                    i = i + 1 if i + 1 < n else 0
+                                    continue
+                            if self._s_flag[i] & _F_TX:
+                                self._n[_N_RESENT] += 1
+                                if st != _Q2_COMP:
+                                    self._ob[self._s_off[i]] |= 0x08  # DUP, MQTT-3.3.1-1
+                            self._s_flag[i] |= _F_SEND
+                        i = i + 1 if i + 1 < n else 0
+                    self._kick()
+                    return _EV_CONNACK
+                if self.state != _CONNECTED:
+                    raise ProtocolError("no CONNACK", t)  # a packet before CONNACK
+                pid = pkt.pid
+                if t == _PUBLISH:
+                    if pkt.qos == 1:
+                        self._queue_ack(_PUBACK, pid)
+                    elif pkt.qos == 2:
+                        # Exactly once: remember pid until PUBREL; a remembered one is a
+                        # duplicate, answered but not delivered.
+                        in2 = self._in2
+                        free = -1
+                        dup = False
+                        for k in range(len(in2)):
+                            if in2[k] == pid:
+                                dup = True
+                                break
+                            if not in2[k] and free < 0:
+                                free = k
+                        if not dup:
+                            if free < 0:
+                                # The table is full (MQTT 3.1.1 has no receive maximum). A
+                                # persistent session leaves the message with the broker: no
+                                # PUBREC, no delivery; the driver reconnects once the table
+                                # has drained and the broker sends it again. A clean
+                                # session is never resent anything, so forgetting the
+                                # oldest remembered id cannot cause a duplicate: evict one.
+                                if not self._bits & _B_CLEAN:
+                                    self._n[_N_DEFERRED_IN] += 1
+                                    self.want_reconnect = True
+                                    continue
+                                free = self._in2_rr
+                            in2[free] = pid
+                            self._in2_rr = free + 1 if free + 1 < len(in2) else 0
+                        self._queue_ack(_PUBREC, pid)
+                        if dup:
+                            self._n[_N_DUP_IN] += 1
+                            continue
+                    return _EV_MESSAGE
+                if t == _PUBACK or t == _PUBCOMP:
+                    i = self._slot_of(pid)
+                    if i < 0 or self._s_state[i] != (_Q1 if t == _PUBACK else _Q2_COMP):
+                        raise ProtocolError("bad PUBACK" if t == _PUBACK else "bad PUBCOMP", pid)
+                    self._complete(i)
+                    self.ack_pid = pid
+                    return _EV_PUBLISHED
+                if t == _PUBREC:
+                    i = self._slot_of(pid)
+                    if i < 0 or self._s_state[i] == _Q1:
+                        raise ProtocolError("bad PUBREC", pid)
+                    self._s_state[i] = _Q2_COMP  # a repeated PUBREC gets PUBREL again
+                    self._s_flag[i] |= _F_SEND
+                    self._kick()
+                    continue
+                if t == _PUBREL:
+                    # MQTT-4.3.3-11: answer PUBCOMP even for an id no longer remembered.
+                    in2 = self._in2
+                    for k in range(len(in2)):
+                        if in2[k] == pid:
+                            in2[k] = 0
+                    self._queue_ack(_PUBCOMP, pid)
+                    continue
+                if t == _SUBACK or t == _UNSUBACK:
+                    k = _N_SUB if t == _SUBACK else _N_UNSUB
+                    if pid != self._n[k]:
+                        raise ProtocolError("bad SUBACK" if t == _SUBACK else "bad UNSUBACK", pid)
+                    self._n[k] = 0
+                    self.ack_pid = pid
+                    return _EV_SUBACK + k  # or _EV_UNSUBACK
+                # PINGRESP (decode_body has rejected every other type)
+                self.ping_out = False
+                return _EV_PINGRESP
         except Exception:
             self.state = _ERROR
             raise
-
-    def _one_packet(self):
-        # -1: handled a packet without event (go on); 0: nothing more now; else an event.
-        start = self._rx_start
-        end = self.rx_end
-        if start == end:
-            self._rx_start = self.rx_end = 0
-            self.rx_room = len(self.rx_buf)
-            return 0
-        if len(self._ctl) - self._ctl_end < 4:  # _ctl_room(), inlined: per packet
-            return 0  # an ack might not fit: let the driver write first
-        buf = self.rx_buf
-        pkt = self.pkt
-        h = codec.decode_header(buf, start, end, pkt)
-        if not h:
-            self._compact(5)
-            return 0
-        total = h + pkt.rem_len
-        if total > len(buf):
-            return self._oversize(start, end, h, total)
-        if end - start < total:
-            self._compact(total)
-            return 0
-        codec.decode_body(buf, start + h, start + total, pkt)
-        t = pkt.type
-        if t == _PUBLISH and not pkt.topic_ascii:
-            # MQTT-1.5.3-1: ill-formed UTF-8 in the topic closes the connection (the codec
-            # has checked wildcards and NUL, and an all-ASCII topic has no UTF-8 to get
-            # wrong). Checked in place: no allocation.
-            err = name_error(buf, pkt.topic_off, pkt.topic_len)
-            if err is not None:
-                raise ProtocolError(err, pkt.topic_len)
-        self._rx_start = start + total
-        if t == _CONNACK:
-            return self._on_connack()
-        if self.state != _CONNECTED:
-            raise ProtocolError("packet before CONNACK", t)
-        if t == _PUBLISH:
-            return self._on_publish() if pkt.qos else _EV_MESSAGE
-        if t == _PUBACK or t == _PUBCOMP:
-            i = self._slot_of(pkt.pid)
-            if i < 0 or self._s_state[i] != (_Q1 if t == _PUBACK else _Q2_COMP):
-                raise ProtocolError("unexpected PUBACK or PUBCOMP", pkt.pid)
-            self._complete(i)
-            self.ack_pid = pkt.pid
-            return _EV_PUBLISHED
-        if t == _PUBREC:
-            i = self._slot_of(pkt.pid)
-            if i < 0 or self._s_state[i] == _Q1:
-                raise ProtocolError("unexpected PUBREC", pkt.pid)
-            self._s_state[i] = _Q2_COMP  # a repeated PUBREC gets PUBREL again
-            self._s_send[i] = 1
-            self._kick()
-            return -1
-        if t == _PUBREL:
-            # MQTT-4.3.3-11: answer PUBCOMP even for an id no longer remembered.
-            self._forget_in2(pkt.pid)
-            self._queue_ack(_PUBCOMP, pkt.pid)
-            return -1
-        if t == _SUBACK or t == _UNSUBACK:
-            if t == _SUBACK:
-                if pkt.pid != self._sub_pid:
-                    raise ProtocolError("unexpected SUBACK", pkt.pid)
-                self._sub_pid = 0
-            else:
-                if pkt.pid != self._unsub_pid:
-                    raise ProtocolError("unexpected UNSUBACK", pkt.pid)
-                self._unsub_pid = 0
-            self.ack_pid = pkt.pid
-            return _EV_SUBACK if t == _SUBACK else _EV_UNSUBACK
-        # PINGRESP (decode_body has rejected every other type)
-        self.ping_out = False
-        return _EV_PINGRESP
 
     def _compact(self, need):
         # Keep a partial packet; move it to the front only if it could not fit where it
@@ -627,113 +706,16 @@ class Session:
             self.rx_end = n
             self.rx_room = len(self.rx_buf) - n
 
-    def _oversize(self, start, end, h, total):
-        pkt = self.pkt
-        if pkt.type != _PUBLISH:
-            raise ProtocolError("packet larger than the receive buffer", total)
-        qos = (pkt.flags >> 1) & 3
-        if qos and end - start >= h + 2:
-            tlen = (self.rx_buf[start + h] << 8) | self.rx_buf[start + h + 1]
-            need = h + 2 + tlen + 2
-            if need <= len(self.rx_buf):
-                if end - start < need:
-                    self._compact(need)
-                    return 0
-                p = start + need - 2
-                pid = (self.rx_buf[p] << 8) | self.rx_buf[p + 1]
-                if pid:
-                    # Acknowledge so the broker does not redeliver what can never fit.
-                    self._queue_ack(_PUBACK if qos == 1 else _PUBREC, pid)
-        elif qos and h + 2 <= len(self.rx_buf):
-            self._compact(h + 2)
-            return 0
-        self._skip = total - (end - start)
-        self._rx_start = self.rx_end = 0
-        self.rx_room = len(self.rx_buf)
-        self.dropped += 1
-        self.drop_len = total
-        return _EV_DROPPED
-
     def _queue_ack(self, t, pid):
         self._ctl_end = codec.encode_ack(self._ctl, self._ctl_end, t, pid)
         self._kick()
-
-    def _on_connack(self):
-        if self.state != _CONNECTING:
-            raise ProtocolError("unexpected CONNACK", self.state)
-        pkt = self.pkt
-        self.connack_rc = pkt.rc
-        self.session_present = pkt.session_present
-        if pkt.rc:
-            self.state = _DISCONNECTED
-            return _EV_CONNACK
-        self.state = _CONNECTED
-        fresh = not pkt.session_present
-        if fresh:
-            for k in range(len(self._in2)):
-                self._in2[k] = 0  # the broker forgot its half of those flows
-            self._in2_used = 0
-        n = self.max_inflight
-        i = self._first
-        for _ in range(self._count):
-            st = self._s_state[i]
-            if st != _FREE:
-                if fresh and self._s_tx[i]:
-                    # A new session (clean, or lost by the broker) has no state for flows
-                    # begun in the old one (MQTT-3.1.2-6): nothing may resume. QoS 1 is
-                    # published again as a new message (at least once allows a second
-                    # copy). QoS 2 after PUBREC belongs to the broker: done. QoS 2 before
-                    # PUBREC may have been delivered already; publishing it again could
-                    # deliver it twice, so it is given up (counted in abandoned).
-                    if st == _Q1:
-                        self._ob[self._s_off[i]] &= 0xF7  # not a DUP: a new message
-                        self._s_tx[i] = 0
-                    else:
-                        if st == _Q2_REC:
-                            self.abandoned += 1
-                        self._complete(i)
-                        i = i + 1 if i + 1 < n else 0
-                        continue
-                if self._s_tx[i]:
-                    self.resent += 1
-                    if st != _Q2_COMP:
-                        self._ob[self._s_off[i]] |= 0x08  # DUP, MQTT-3.3.1-1
-                self._s_send[i] = 1
-            i = i + 1 if i + 1 < n else 0
-        self._kick()
-        return _EV_CONNACK
-
-    def _on_publish(self):
-        pkt = self.pkt
-        if pkt.qos == 1:
-            self._queue_ack(_PUBACK, pkt.pid)
-        elif pkt.qos == 2:
-            r = self._remember_in2(pkt.pid)
-            if r < 0:
-                # The table is full (MQTT 3.1.1 has no receive maximum). A persistent
-                # session leaves the message with the broker: no PUBREC, no delivery; the
-                # driver reconnects once the table has drained and the broker sends it
-                # again. A clean session is never resent anything, so forgetting the
-                # oldest remembered id cannot cause a duplicate: evict one.
-                if not self._clean:
-                    self.deferred_in += 1
-                    self.want_reconnect = True
-                    return -1
-                self._in2[self._in2_rr] = 0
-                self._in2_used -= 1
-                r = self._remember_in2(pkt.pid)
-            self._queue_ack(_PUBREC, pkt.pid)
-            if not r:
-                self.dup_in += 1
-                return -1
-        return _EV_MESSAGE
 
     def head_sent(self):
         """The packet id of the oldest unfinished PUBLISH when it was written on this
         connection and is still unacknowledged; else 0 (the client's poison rule)."""
         i = self._first
-        if self.state != _CONNECTED or not self._count or self._s_send[i] or not self._s_tx[i]:
-            return 0
+        if self.state != _CONNECTED or not self._count or self._s_flag[i] != _F_TX:
+            return 0  # not connected, empty, or the oldest is unsent or to be sent again
         st = self._s_state[i]
         return self._s_pid[i] if st == _Q1 or st == _Q2_REC else 0
 
@@ -744,27 +726,8 @@ class Session:
 
     def in2_pending(self):
         """Incoming QoS 2 ids remembered until PUBREL."""
-        return self._in2_used
-
-    def _remember_in2(self, pid):
-        # 1: pid is new (deliver it); 0: already remembered (a duplicate); -1: table full.
-        free = -1
-        t = self._in2
-        for k in range(len(t)):
-            if t[k] == pid:
-                return 0
-            if not t[k] and free < 0:
-                free = k
-        if free < 0:
-            return -1
-        t[free] = pid
-        self._in2_used += 1
-        self._in2_rr = free + 1 if free + 1 < len(t) else 0
-        return 1
-
-    def _forget_in2(self, pid):
-        t = self._in2
-        for k in range(len(t)):
-            if t[k] == pid:
-                t[k] = 0
-                self._in2_used -= 1
+        n = 0
+        for pid in self._in2:
+            if pid:
+                n += 1
+        return n

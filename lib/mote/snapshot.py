@@ -66,7 +66,7 @@ def save(s, buf):
         if st != _FREE:
             ln = s._s_len[i]
             buf[p] = st
-            buf[p + 1] = s._s_tx[i]
+            buf[p + 1] = 1 if s._s_flag[i] & 2 else 0  # sent once (session's _F_TX)
             buf[p + 2] = s._s_pid[i] >> 8
             buf[p + 3] = s._s_pid[i] & 0xFF
             buf[p + 4] = ln >> 8
@@ -139,11 +139,10 @@ def load(s, buf, n=None):
     for i in range(nslots):
         ln = (buf[p + 4] << 8) | buf[p + 5]
         s._s_state[i] = buf[p]
-        s._s_tx[i] = 1 if buf[p + 1] else 0
+        s._s_flag[i] = 2 if buf[p + 1] else 0  # _F_TX; nothing to send until CONNACK
         s._s_pid[i] = (buf[p + 2] << 8) | buf[p + 3]
         s._s_off[i] = off
         s._s_len[i] = ln
-        s._s_send[i] = 0
         s._ob[off : off + ln] = buf[p + 6 : p + 6 + ln]
         off += ln
         p += 6 + ln
@@ -153,4 +152,3 @@ def load(s, buf, n=None):
     for k in range(nin):
         s._in2[k] = (buf[p] << 8) | buf[p + 1]
         p += 2
-    s._in2_used = nin

@@ -13,112 +13,65 @@ _MAX_LEN = const(65535)  # MQTT-4.7.3-3: at most 65535 bytes of UTF-8
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
-def _as_bytes(topic):
-    # A str is encoded once, here; bytes-like objects pass through uncopied.
-    if isinstance(topic, str):
-        return topic.encode()
-    if isinstance(topic, _BYTES_LIKE):
-        return topic
-    raise TypeError("topic must be bytes-like or str", topic)
+def name_error(b, off, n, is_filter=False):
+    """Check the topic name in b[off:off+n] (bytes-like) without slicing it; with
+    is_filter=True, check it as a topic filter.
 
-
-def _utf8_end(b, i, end):
-    """Index just past the well-formed UTF-8 sequence starting at b[i] (a byte >= 0x80),
-    or -1 if it is ill-formed (RFC 3629 table; MQTT-1.5.3-1 forbids surrogates too)."""
-    c = b[i]
-    if 0xC2 <= c <= 0xDF:
-        n = 1
-        lo = 0x80
-        hi = 0xBF
-    elif c == 0xE0:
-        n = 2
-        lo = 0xA0  # no overlong 3-byte forms
-        hi = 0xBF
-    elif c == 0xED:
-        n = 2
-        lo = 0x80
-        hi = 0x9F  # no U+D800..U+DFFF
-    elif 0xE1 <= c <= 0xEF:
-        n = 2
-        lo = 0x80
-        hi = 0xBF
-    elif c == 0xF0:
-        n = 3
-        lo = 0x90  # no overlong 4-byte forms
-        hi = 0xBF
-    elif 0xF1 <= c <= 0xF3:
-        n = 3
-        lo = 0x80
-        hi = 0xBF
-    elif c == 0xF4:
-        n = 3
-        lo = 0x80
-        hi = 0x8F  # nothing above U+10FFFF
-    else:
-        return -1
-    i += 1
-    if i + n > end:
-        return -1
-    c = b[i]
-    if c < lo or c > hi:
-        return -1
-    last = i + n
-    i += 1
-    while i < last:
-        c = b[i]
-        if c < 0x80 or c > 0xBF:
-            return -1
-        i += 1
-    return last
-
-
-def _check(b, off, n, is_filter):
-    """The message of the first rule b[off:off+n] breaks, or None. Allocates nothing."""
+    Returns None if it is valid, else a short constant string naming the rule it breaks
+    ("empty topic", "too long", "NUL byte", "bad UTF-8", "wildcard" in a name, "bad '+'"
+    or "bad '#'" not a whole level, "'#' not last"). Allocates nothing. (Short messages
+    and no helper functions: each costs RAM on a board.)"""
     if n == 0:
-        return "topic is empty"  # MQTT-4.7.3-1
+        return "empty topic"  # MQTT-4.7.3-1
     if n > _MAX_LEN:
-        return "topic longer than 65535 bytes"  # MQTT-4.7.3-3
+        return "too long"  # MQTT-4.7.3-3: at most 65535 bytes
     end = off + n
     i = off
     while i < end:
         c = b[i]
-        if c >= 0x80:
-            i = _utf8_end(b, i, end)
-            if i < 0:
-                return "topic is not well-formed UTF-8"  # MQTT-1.5.3-1
-            continue
-        if c == _NUL:
-            return "topic contains NUL"  # MQTT-4.7.3-2, MQTT-1.5.3-2
-        if c == _PLUS or c == _HASH:
-            if not is_filter:
-                return "wildcard in topic name"  # MQTT-4.7.1-1: wildcards only in filters
-            if i > off and b[i - 1] != _SLASH:
-                # MQTT-4.7.1-2, MQTT-4.7.1-3: a wildcard follows a separator or opens the filter
-                return "'+' not a whole level" if c == _PLUS else "'#' not a whole level"
-            if i + 1 < end and b[i + 1] != _SLASH:
-                return "'+' not a whole level" if c == _PLUS else "'#' not a whole level"
-            if c == _HASH and i + 1 != end:
-                return "'#' not the last level"  # MQTT-4.7.1-2: '#' is the last character
         i += 1
+        if c >= 0x80:
+            # MQTT-1.5.3-1: well-formed UTF-8 (RFC 3629), no surrogates. A lead byte C2..F4,
+            # then 1..3 bytes 80..BF; the first of them is narrower after E0 and F0 (no
+            # overlong forms), ED (no U+D800..U+DFFF) and F4 (nothing above U+10FFFF).
+            if c < 0xC2 or c > 0xF4:
+                return "bad UTF-8"
+            last = i + (1 if c < 0xE0 else 2 if c < 0xF0 else 3)
+            if last > end:
+                return "bad UTF-8"
+            lo = 0xA0 if c == 0xE0 else 0x90 if c == 0xF0 else 0x80
+            hi = 0x9F if c == 0xED else 0x8F if c == 0xF4 else 0xBF
+            while i < last:
+                c = b[i]
+                if c < lo or c > hi:
+                    return "bad UTF-8"
+                lo = 0x80
+                hi = 0xBF
+                i += 1
+        elif c == _NUL:
+            return "NUL byte"  # MQTT-4.7.3-2, MQTT-1.5.3-2
+        elif c == _PLUS or c == _HASH:
+            if not is_filter:
+                return "wildcard"  # MQTT-4.7.1-1: wildcards only in filters
+            # MQTT-4.7.1-2, MQTT-4.7.1-3: a wildcard is a whole level (i is past it now)
+            if i - 1 > off and b[i - 2] != _SLASH or i < end and b[i] != _SLASH:
+                return "bad '+'" if c == _PLUS else "bad '#'"
+            if c == _HASH and i != end:
+                return "'#' not last"  # MQTT-4.7.1-2: '#' is the last character
     return None
 
 
-def name_error(buf, off, n):
-    """Check the topic name in buf[off:off+n] (bytes-like) without slicing it.
-
-    Returns None if it is a valid topic name, else a constant string naming the rule it
-    breaks (empty, too long, NUL, ill-formed UTF-8, wildcard). Allocates nothing."""
-    return _check(buf, off, n, False)
-
-
-def validate_name(topic):
-    """Check a topic name (bytes, bytearray, memoryview or str) for PUBLISH.
+def validate_name(topic, is_filter=False):
+    """Check a topic name (bytes, bytearray, memoryview or str) for PUBLISH; with
+    is_filter=True, check it as a filter (see validate_filter).
 
     Returns the topic as a bytes-like object (a str is encoded; others are returned
-    as they are). Raises ValueError(rule, topic) naming the broken rule, TypeError for
-    other types. Allocates nothing for a valid bytes-like topic."""
-    b = _as_bytes(topic)
-    err = _check(b, 0, len(b), False)
+    as they are). Raises ValueError(rule, topic) naming the broken rule (see name_error),
+    TypeError for other types. Allocates nothing for a valid bytes-like topic."""
+    b = topic.encode() if isinstance(topic, str) else topic
+    if not isinstance(b, _BYTES_LIKE):
+        raise TypeError("bad type", topic)  # not bytes-like or str
+    err = name_error(b, 0, len(b), is_filter)
     if err is not None:
         raise ValueError(err, topic)
     return b
@@ -131,11 +84,7 @@ def validate_filter(f):
     Returns the filter as a bytes-like object (a str is encoded). Raises
     ValueError(rule, f) naming the broken rule, TypeError for other types. Allocates
     nothing for a valid bytes-like filter."""
-    b = _as_bytes(f)
-    err = _check(b, 0, len(b), True)
-    if err is not None:
-        raise ValueError(err, f)
-    return b
+    return validate_name(f, True)
 
 
 def matches(filter, topic):
