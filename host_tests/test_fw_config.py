@@ -149,8 +149,10 @@ def test_change_creates_a_missing_section_in_raw():
 def test_save_then_load_round_trips():
     path = fx.TMP + "/mote_fw_cfg3.json"
     raw = {"broker": {"host": "h", "password": "s"}, "interval_s": 9}
-    config.save(raw, path)
-    config.save(raw, path)  # replaces an existing file
+    from app import online  # config.json's writer: app.config is not loaded to save
+
+    online.save(raw, path)
+    online.save(raw, path)  # replaces an existing file
     cfg, raw2, problems = config.load(path)
     assert raw2 == raw and cfg["interval_s"] == 9 and problems == []
 

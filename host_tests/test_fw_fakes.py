@@ -23,6 +23,7 @@ ON_DEMAND = (
     "app.config",
     "app.setup",
     "app.admin",
+    "app.info",
     "app.ha",
     "app.online",
     "app.clock",

@@ -466,7 +466,8 @@ def test_boot_and_rare_commands_leave_no_module_behind():
 
     import hal
 
-    assert not [n for n in ("config", "setup", "admin", "ha", "online", "clock") if n in dir(app)]
+    gone = ("config", "setup", "admin", "info", "ha", "online", "clock")
+    assert not [n for n in gone if n in dir(app)]
     assert "builder" not in dir(hal) and "ntp" not in dir(hal)
 
 

@@ -1,8 +1,10 @@
-# firmware/app/offline.py: the byte-sized ring of readings kept while offline.
+# firmware/app/offline.py: the byte-sized ring of readings kept while offline (and
+# app.deep's copy of it in RTC memory).
 
 import test_fw_fakes as _fx  # noqa: F401  (first: it puts firmware/ on sys.path)
 
 # isort: split
+from app.deep import ring_bytes, ring_load
 from app.offline import Ring
 
 from support import assert_no_alloc, raises
@@ -97,12 +99,12 @@ def test_dropped_count_and_foreign_data_stay_small_ints():
     r.dropped = (1 << 30) - 2
     r.push(1, b"z" * 30)  # too big: counted, but the count saturates below 2**30
     assert r.dropped < (1 << 30)
-    data = r.to_bytes()
+    data = ring_bytes(r)
     assert data[0] <= 0x3F
     # A header whose top bits are set (not written by this ring) still reads below 2**30
     bad = b"\xff\xff\xff\xff" + b"\x00\x01\xff\xff\xff\xff" + b"x"
     r2 = Ring(20)
-    r2.load(bad)
+    ring_load(r2, bad)
     assert r2.dropped < (1 << 30) and r2.peek() == ((1 << 30) - 1, b"x")
 
 
@@ -110,14 +112,14 @@ def test_serialise_for_rtc_memory_and_back():
     r = Ring(64)
     for i in range(8):
         r.push(i, b"payload-%02d" % i)
-    data = r.to_bytes()
+    data = ring_bytes(r)
     r2 = Ring(64)
-    r2.load(data)
+    ring_load(r2, data)
     assert r2.dropped == r.dropped
     assert _drain(r2) == _drain(r)
     small = Ring(40)  # keeps the newest that fit, counts the rest
-    small.load(data)
+    ring_load(small, data)
     assert [t for t, _ in _drain(small)] == [6, 7]
     assert small.dropped == 4 + 2
-    raises(ValueError, small.load, b"\x00")
-    raises(ValueError, small.load, data[:-3])
+    raises(ValueError, ring_load, small, b"\x00")
+    raises(ValueError, ring_load, small, data[:-3])

@@ -298,7 +298,9 @@ def test_a_config_that_connects_becomes_the_last_good_one():
 def test_config_json_is_written_atomically():
     path = fx.TMP + "/mote_sec_atomic.json"
     _rm(path, path + ".tmp")
-    config.save({"a": 1}, path)
+    from app import online
+
+    online.save({"a": 1}, path)
     assert _read(path) == {"a": 1} and not _exists(path + ".tmp")
 
 

@@ -1,12 +1,13 @@
-# hal.dht, hal.ds18b20, hal.mcu, hal.led: the wrappers around MicroPython's own modules,
-# on the fakes: errors become SensorError, rate limits, power-on values, polarity.
+# hal.dht, hal.ds18b20, hal.mcu, hal.pinled, hal.pixel: the wrappers around MicroPython's own
+# modules, on the fakes: errors become SensorError, rate limits, power-on values, polarity.
 import fakes
 
 from hal import SensorError
 from hal.dht import DHT
 from hal.ds18b20 import DS18B20
-from hal.led import NeoPixelLED, PinLED
 from hal.mcu import MCUSystem, MCUTemp
+from hal.pinled import PinLED
+from hal.pixel import NeoPixelLED
 from support import MICROPYTHON, raises
 
 

@@ -25,7 +25,11 @@ def run(config_path="config.json"):
             hal.unload("app.setup")
             return 1
         cfg, raw, problems, hw, trial = booted
-        booted = None
+        # app.setup goes before mote and the node's code are loaded and the client's
+        # buffers made: they would land around it and leave a hole when it goes.
+        kw = setup.client_args(cfg)
+        booted = setup = None
+        hal.unload("app.setup")
         gc.collect()  # what boot freed is reused by the code loaded next, not left as holes
         from app import node as node_mod
 
@@ -34,12 +38,12 @@ def run(config_path="config.json"):
             raw,
             problems,
             hw,
-            make_client=setup.make_client,  # app.setup itself goes in Node.start()
+            make_client=lambda c, client_id, kw=kw: _client(client_id, kw),
             config_path=config_path,
             sensor_error=hal.SensorError,
         )
         node.trial = trial
-        setup = cfg = raw = problems = hw = None
+        cfg = raw = problems = hw = kw = None
         try:
             node.run()
         except hal.Reboot:
@@ -52,3 +56,9 @@ def run(config_path="config.json"):
             node.shutdown()
             return 0
         node = None
+
+
+def _client(client_id, kw):
+    from mote import MQTTClient
+
+    return MQTTClient(client_id, **kw)

@@ -1,8 +1,7 @@
-# app.admin: the rarely used commands, interval, info, config and reboot (layer:
-# firmware). app.commands imports this module for one command and forgets it again.
+# app.admin: the rarely used commands, interval, config and reboot (layer: firmware).
+# app.commands imports this module for one command and forgets it again.
 import json
 
-from app import VERSION
 from app.commands import CommandError
 from app.log import log
 from hal import unload
@@ -16,12 +15,10 @@ _SAVE_GAP_MS = const(10_000)
 
 
 def run(node, name, arg):
-    """Command name (one of the four) with its parsed argument; returns the reply dict
+    """Command name (one of the three) with its parsed argument; returns the reply dict
     without "ok". Raises CommandError (or ValueError) for a bad argument."""
     if name == "interval":
         return _interval(node, arg)
-    if name == "info":
-        return info(node, arg)
     if name == "reboot":
         node.request_reboot()
         return {"rebooting": True}
@@ -47,46 +44,6 @@ def _interval(node, arg):
         raise CommandError("interval must be 1..86400 seconds")
     node.set_interval(s)
     return {"interval_s": s}
-
-
-def info(node, arg=None):
-    """The `info` reply: version, board, ids, free memory (after a collection), uptime,
-    link, counters and the client's main ones; `info mqtt`: all the client's stats (a
-    reply of its own: together they would be the node's largest allocation, which fails
-    first on a cut-up heap)."""
-    c = node.client
-    if arg == "mqtt":
-        return {"mqtt": c.stats()}
-    if arg is not None:
-        raise CommandError("info takes nothing, or mqtt")
-    net = node.hw.network
-    out = {
-        "version": VERSION,
-        "board": node.hw.name,
-        "device_id": node.device_id,
-        "mem_free": node.hw.system.mem_free(),
-        "uptime_s": node.uptime_s(),
-        "interval_s": node.interval_s,
-        "sleep": node.cfg["sleep"],
-        "ip": net.ip(),
-        "rssi": net.rssi(),
-        "reset_cause": node.hw.system.reset_cause(),
-        "seq": node.seq,
-        "queued": len(node.ring),
-        "dropped": node.ring.dropped,
-        "loop_errors": node.loop_errors,
-        "commands_dropped": node.cmds_dropped,
-        "clock_synced": node.ntp_syncs > 0,
-        "config_writes": getattr(node, "cfg_writes", 0),
-        "mqtt": {
-            "connected": c.is_connected(),
-            "reconnects": c.reconnects,
-            "pending": c.pending(),
-        },
-    }
-    if node.problems:
-        out["error"] = "; ".join(node.problems)
-    return out
 
 
 # (section, key) pairs whose values are never printed or echoed (app.config.redacted
@@ -149,21 +106,21 @@ def change_config(node, changes):
 
 
 def save(node):
-    """Write node.raw to config.json now (atomically: app.config.save). Raises
+    """Write node.raw to config.json now (atomically: app.online.save). Raises
     CommandError when it cannot; the change stays applied in RAM."""
-    from app import config as config_mod
+    from app import online
 
     node._save_due = None
     node._saved_at = node._clock()
     try:
-        config_mod.save(node.raw, node.config_path)
+        online.save(node.raw, node.config_path)
         node.cfg_writes = getattr(node, "cfg_writes", 0) + 1
     except OSError as e:
         why = type(e).__name__ + ": " + " ".join(str(a) for a in e.args)
         raise CommandError("changed but not saved: " + why)
     finally:
-        config_mod = None
-        unload("app.config")
+        online = None
+        unload("app.online")
 
 
 def save_pending(node):
@@ -200,27 +157,29 @@ def rollback(node):
     import os
 
     from app import config as config_mod
+    from app import online
 
     path = node.config_path
-    good = config_mod.sibling(path, "last-good")
+    good = online.sibling(path, "last-good")
     why = "%s: no connection after %d attempts in %d s" % (path, node.trial - 1, node._secs)
     node.trial = 0
     try:
         with open(good) as f:
             raw = json.loads(f.read())
         config_mod.validate(raw)
-        rejected = config_mod.sibling(path, "rejected")
+        rejected = online.sibling(path, "rejected")
         try:
             os.remove(rejected)
         except OSError:
             pass
         os.rename(path, rejected)
-        config_mod.save(raw, path)
+        online.save(raw, path)
     except (OSError, ValueError) as e:  # ConfigError is a ValueError
         log(why + "; cannot go back to", good + ":", e)
         return
     finally:
-        config_mod = None
+        config_mod = online = None
         unload("app.config")
+        unload("app.online")
     log(why + ": going back to", good)
     node.request_reboot()

@@ -3,9 +3,9 @@
 # argument itself (plain text, or a JSON number/string). A command that carries an id is
 # executed once: a redelivered QoS 1 copy gets the same reply again without running twice.
 #
-# RAM: ping, read and led (Home Assistant's switch) are answered here; the rarely used
-# interval, info, config and reboot live in app.admin, imported for one command and
-# forgotten again.
+# RAM: ping, read and led (Home Assistant's switch) are answered here; info lives in
+# app.info and the rarely used interval, config and reboot in app.admin, each imported
+# for one command and forgotten again.
 import gc
 import json
 
@@ -68,7 +68,7 @@ class Commands:
     config_path, hw, ring, client, counters)."""
 
     NAMES = ("ping", "read", "interval", "led", "info", "reboot", "config")
-    _HERE = ("ping", "read", "led")  # the others are in app.admin
+    _HERE = ("ping", "read", "led")  # info is in app.info, the others in app.admin
 
     def __init__(self, node):
         self.node = node
@@ -138,6 +138,8 @@ class Commands:
                     return self._encode({"ok": True, "duplicate": True}, cid)
             if name in self._HERE:
                 reply = getattr(self, "_cmd_" + name)(arg)
+            elif name == "info":
+                reply = _info(self.node, arg)
             elif name in self.NAMES:
                 reply = _admin(self.node, name, arg)
             else:
@@ -151,10 +153,16 @@ class Commands:
         except MemoryError:  # a cut-up heap: the sender still learns why, the node goes on
             reply = None
         self.handled += 1
-        try:
-            out = self._encode(reply, cid) if reply is not None else None
-        except MemoryError:  # a large reply (info) that found no room
-            out = reply = None
+        out = None
+        if reply is not None:
+            try:
+                if cid is not None:
+                    reply["id"] = cid
+                out = json.dumps(reply)
+                reply = None  # the dict goes first: at most two copies of a large reply (info)
+                out = out.encode()
+            except MemoryError:  # a large reply that found no room
+                out = reply = None
         if out is None:
             self.failed += 1
             gc.collect()
@@ -201,6 +209,16 @@ class Commands:
         return {"led": state}
 
 
+def _info(node, arg):
+    from app import info
+
+    try:
+        return info.info(node, arg)
+    finally:
+        unload("app.info")
+        unload("mote.stats")  # info mqtt's client counters: loaded by stats(), not needed after
+
+
 def _admin(node, name, arg):
     from app import admin
 
@@ -208,4 +226,3 @@ def _admin(node, name, arg):
         return admin.run(node, name, arg)
     finally:
         unload("app.admin")
-        unload("mote.stats")  # info's client counters: loaded by stats(), not needed after

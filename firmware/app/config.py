@@ -5,7 +5,6 @@
 # work, and any wrong security setting (they fail closed, never fall back to a default).
 # Secrets (the WiFi and broker passwords, cmd_key) are never printed: use redacted().
 import json
-import os
 
 from mote.compat import const
 
@@ -325,12 +324,6 @@ def validate(raw):
     return cfg, problems
 
 
-def sibling(path, tag):
-    """config.json's companion file: tag "last-good" (the last configuration that
-    connected) or "rejected" (one that did not, kept for a look)."""
-    return (path[:-5] if path.endswith(".json") else path) + "." + tag + ".json"
-
-
 def load(path="config.json"):
     """Read and validate the config file once. Returns (config, raw, problems); raw is
     the file's own object, kept so that save() writes back only what the user wrote.
@@ -415,18 +408,6 @@ def change(cfg, raw, changes):
             sub[key] = _copy(v)
         names.append(name)
     return names
-
-
-def save(raw, path="config.json"):
-    """Write raw back to path atomically (a temporary file, then rename). Raises OSError."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(raw))
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        os.remove(path)  # FAT's rename does not replace an existing file; littlefs's does
-        os.rename(tmp, path)
 
 
 def board_defaults(cfg, raw, defaults, problems):

@@ -7,6 +7,7 @@ from mote.compat import const, ticks_diff
 _LINGER_MS = const(300)  # stay awake at least this long for commands the broker queued
 _FLUSH_STEP_MS = const(1000)  # wait for acks in steps this long, feeding the watchdog
 _DAY_S = const(86400)
+_RING_HDR = const(6)  # app.offline's record header: u16 payload length, u32 sample time
 
 
 def _describe(e):
@@ -33,6 +34,44 @@ def session_restore(client, blob):
         client.load_session(blob)
     except ValueError as e:  # corrupt or foreign: start without it
         log("session state not restored:", _describe(e))
+
+
+# The offline ring in RTC memory: its records (app.offline's layout), oldest first, after
+# the dropped count (u32, below 2**30). Here, not in app.offline, because only deep sleep
+# keeps the ring across a reset: a node that never sleeps does not load this code.
+def ring_bytes(ring):
+    """ring's records and dropped count as one bytes object (for RTC memory)."""
+    d = ring.dropped
+    out = bytearray((d >> 24, (d >> 16) & 0xFF, (d >> 8) & 0xFF, d & 0xFF))
+    if ring.used:
+        out += ring._get(ring._head, ring.used)
+    return bytes(out)
+
+
+def ring_load(ring, data):
+    """Refill ring from ring_bytes() output (possibly from a larger ring: the newest
+    records that fit are kept, the rest counted as dropped). Raises ValueError on bad
+    data."""
+    if len(data) < 4:
+        raise ValueError("ring data too short", len(data))
+    ring._head = ring.used = ring.count = 0
+    ring.dropped = ((data[0] & 0x3F) << 24) | (data[1] << 16) | (data[2] << 8) | data[3]
+    off = 4
+    while off < len(data):
+        if off + _RING_HDR > len(data):
+            raise ValueError("ring data truncated", off)
+        n = (data[off] << 8) | data[off + 1]
+        t_s = (
+            ((data[off + 2] & 0x3F) << 24)
+            | (data[off + 3] << 16)
+            | (data[off + 4] << 8)
+            | data[off + 5]
+        )
+        end = off + _RING_HDR + n
+        if end > len(data):
+            raise ValueError("ring data truncated", off)
+        ring.push(t_s, data[off + _RING_HDR : end])
+        off = end
 
 
 def cycle(node):

@@ -53,6 +53,8 @@ def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True,
         }
         if meta[3]:
             cfg["ent_cat"] = "diagnostic"
+        cfg = json.dumps(cfg)  # the dict, then the text go as soon as each is copied (heap)
+        cfg = cfg.encode()
         _emit(made, out, ha_prefix + "/sensor/" + key + "/" + f + "/config", cfg)
     if has_led:
         cfg = {
@@ -71,16 +73,17 @@ def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True,
             "avty_t": "~/status",
             "dev": dev,
         }
+        cfg = json.dumps(cfg)
+        cfg = cfg.encode()
         _emit(made, out, ha_prefix + "/switch/" + key + "/led/config", cfg)
     return made
 
 
-def _emit(made, out, topic, cfg):
-    msg = (topic.encode(), json.dumps(cfg).encode())
+def _emit(made, out, topic, payload):
     if out is None:
-        made.append(msg)
+        made.append((topic.encode(), payload))
     else:
-        out(msg[0], msg[1])
+        out(topic.encode(), payload)
 
 
 def announce(node):

@@ -170,7 +170,11 @@ class Node:
         if self.cmd_t:
             head["ct"] = self.cmd_t
         data = json.dumps(head).encode()
-        ring = self.ring.to_bytes() if self.deep else b""
+        ring = b""
+        if self.deep:  # app.deep stays loaded in deep-sleep mode
+            from app import deep
+
+            ring = deep.ring_bytes(self.ring)
         out = _RTC_MAGIC + _u16(len(data)) + data + _u16(len(ring)) + ring
         if with_session:
             from app import deep
@@ -212,19 +216,27 @@ class Node:
 
     def _connect(self):
         """Connect and subscribe (app.online; raises OSError or MQTTException)."""
-        self._online_step("connect")
+        self._aside("online", "connect")
 
     def _on_up(self):
-        """A (re)connection: announce, report problems, Home Assistant (app.online)."""
-        self._online_step("announce")
+        """A (re)connection: announce and report problems (app.online), then Home Assistant
+        discovery (app.ha): one module after the other, never both in the heap at once."""
+        self._aside("online", "announce")
+        if self.cfg["ha_discovery"]:
+            self._aside("ha", "announce")
 
-    def _online_step(self, what):
-        from app import online
-
+    def _aside(self, name, what):
+        """Function what(self) of module app.<name>, imported for the call and forgotten
+        after it: connecting and announcing (app.online, app.ha) and the rare work of the
+        loop (app.admin: a deferred config write, a dropped command, the rollback of a
+        config that does not connect)."""
+        name = "app." + name
+        mod = __import__(name, None, None, (what,))
         try:
-            getattr(online, what)(self)
+            return getattr(mod, what)(self)
         finally:
-            unload("app.online")
+            mod = None
+            unload(name)
 
     def _rssi(self):
         return self.hw.network.rssi() if self._net_ok else None
@@ -270,7 +282,7 @@ class Node:
             # The client drops a PUBLISH larger than its rx buffer with no callback; its
             # session counts them (no public counter: read the int, allocation-free).
             if self.client._s.dropped != self._dropped:
-                self._admin_step("dropped")
+                self._aside("admin", "dropped")
         up = self.client.is_connected()
         # A reconnect inside one check_msg() call leaves is_connected() True: the count
         # tells (an attribute: stats() would build a dict on every pass).
@@ -369,16 +381,6 @@ class Node:
     def request_reboot(self):
         self._reboot = True
 
-    def _admin_step(self, what):
-        """app.admin's function what(self): the rare work of the loop (a deferred config
-        write, a dropped command, the rollback of a config that does not connect)."""
-        from app import admin
-
-        try:
-            getattr(admin, what)(self)
-        finally:
-            unload("app.admin")
-
     # --- the loop ----------------------------------------------------------------------
 
     def start(self):
@@ -400,9 +402,9 @@ class Node:
         feed()
         now = self._tick()
         if self.trial > 0 and (self.trial > _TRIAL_TRIES or self._secs >= _TRIAL_S):
-            self._admin_step("rollback")
+            self._aside("admin", "rollback")
         if self._save_due is not None and self._due(self._save_due, now):
-            self._admin_step("save_pending")
+            self._aside("admin", "save_pending")
         self.link(now)
         if self._ntp_host and self._net_ok and self._due(self._ntp_at, now):
             self.sync_clock(now)
@@ -429,7 +431,7 @@ class Node:
         """Clean stop: a deferred config write, status offline (retained), wait briefly
         for acks, disconnect."""
         if self._save_due is not None:  # not app.admin at every deep-sleep wake
-            self._admin_step("save_pending")
+            self._aside("admin", "save_pending")
         self._rtc_save(with_session=self.deep)
         if not self._online:
             return

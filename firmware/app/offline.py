@@ -6,7 +6,8 @@
 # record may wrap around the end of the buffer. Times and the dropped count are kept
 # below 2**30 (34 years of node time): an ESP32's small ints end there and anything
 # larger, even a 32-bit mask, would allocate. push() and pop() allocate nothing unless a
-# payload wraps around the buffer end.
+# payload wraps around the buffer end. Saving the records to RTC memory and loading them
+# back is deep-sleep work: app.deep (ring_bytes, ring_load).
 from mote.compat import const
 
 _HDR = const(6)
@@ -105,36 +106,3 @@ class Ring:
         if not self.count:
             self._head = 0
             self.used = 0
-
-    def to_bytes(self):
-        """The records, oldest first, as one bytes object (for RTC memory), prefixed with
-        the dropped count (u32, below 2**30)."""
-        d = self.dropped
-        out = bytearray((d >> 24, (d >> 16) & 0xFF, (d >> 8) & 0xFF, d & 0xFF))
-        if self.used:
-            out += self._get(self._head, self.used)
-        return bytes(out)
-
-    def load(self, data):
-        """Refill from to_bytes() output (possibly from a larger ring: the newest records
-        that fit are kept, the rest counted as dropped). Raises ValueError on bad data."""
-        if len(data) < 4:
-            raise ValueError("ring data too short", len(data))
-        self._head = self.used = self.count = 0
-        self.dropped = ((data[0] & 0x3F) << 24) | (data[1] << 16) | (data[2] << 8) | data[3]
-        off = 4
-        while off < len(data):
-            if off + _HDR > len(data):
-                raise ValueError("ring data truncated", off)
-            n = (data[off] << 8) | data[off + 1]
-            t_s = (
-                ((data[off + 2] & 0x3F) << 24)
-                | (data[off + 3] << 16)
-                | (data[off + 4] << 8)
-                | data[off + 5]
-            )
-            end = off + _HDR + n
-            if end > len(data):
-                raise ValueError("ring data truncated", off)
-            self.push(t_s, data[off + _HDR : end])
-            off = end

@@ -1,9 +1,12 @@
 # app.online: connecting to the broker and announcing the node (layer: firmware). Runs
-# once per connection, so the node imports it for that and forgets it again.
+# once per connection, so the node imports it for that and forgets it again. It also
+# writes config.json and its companion files (sibling, save): keeping a configuration
+# that connected must not load the validator (app.config, the node's largest module)
+# on top of a running node.
 import json
+import os
 
 from app.log import log
-from hal import unload
 
 
 def connect(node):
@@ -22,8 +25,8 @@ def connect(node):
 
 
 def announce(node):
-    """Status online (retained), the config problems (or clearing an old report), and
-    Home Assistant discovery."""
+    """Status online (retained), the config problems (or clearing an old report). Home
+    Assistant discovery follows (Node._on_up: app.ha, once this module is gone)."""
     log("connected; status online on", node.t_status.decode())
     node._publish(node.t_status, b"online", True, 1)
     if node.trial:
@@ -37,34 +40,38 @@ def announce(node):
     elif not node._error_cleared:
         node._publish(node.t_error, b"", True, 1)  # clears a report from an earlier boot
     node._error_cleared = True
-    if node.cfg["ha_discovery"]:
-        from app import ha
-
-        try:
-            ha.announce(node)
-        finally:
-            unload("app.ha")
 
 
 def _proven(node):
     """The configuration connected: keep it as config.last-good.json (only when it
     differs from that file: app.setup.boot compared them), and forget a rejected one."""
-    import os
-
-    from app import config as config_mod
-
     node.trial = 0
-    good = config_mod.sibling(node.config_path, "last-good")
-    rejected = config_mod.sibling(node.config_path, "rejected")
+    good = sibling(node.config_path, "last-good")
+    rejected = sibling(node.config_path, "rejected")
     try:
-        config_mod.save(node.raw, good)
+        save(node.raw, good)
         log("config connected; kept as", good)
     except OSError as e:
         log("could not write", good + ":", e)
-    finally:
-        config_mod = None
-        unload("app.config")
     try:
         os.remove(rejected)
     except OSError:
         pass  # there was none
+
+
+def sibling(path, tag):
+    """config.json's companion file: tag "last-good" (the last configuration that
+    connected) or "rejected" (one that did not, kept for a look)."""
+    return (path[:-5] if path.endswith(".json") else path) + "." + tag + ".json"
+
+
+def save(raw, path="config.json"):
+    """Write raw back to path atomically (a temporary file, then rename). Raises OSError."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(raw))
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)  # FAT's rename does not replace an existing file; littlefs's does
+        os.rename(tmp, path)

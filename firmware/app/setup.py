@@ -28,8 +28,9 @@ def boot(config_path):
 
     import hal
     from app import config as config_mod
+    from app.online import sibling
 
-    good_path = config_mod.sibling(config_path, "last-good")
+    good_path = sibling(config_path, "last-good")
     try:
         try:
             good = config_mod.load(good_path)
@@ -57,14 +58,16 @@ def boot(config_path):
             log("using", good_path, "(the last configuration that connected)")
             trial = 0
         good = None
-        rejected = config_mod.sibling(config_path, "rejected")
+        rejected = sibling(config_path, "rejected")
         try:
             open(rejected).close()
             problems.append(rejected + ": did not connect; using the last good configuration")
         except OSError:
             pass  # none: the usual case
     finally:
+        sibling = None
         unload("app.config")
+        unload("app.online")
     board = board_mod.BOARD
     unload("board")  # the merged copy in hw.board is what stays
     board_mod = None
@@ -74,10 +77,17 @@ def boot(config_path):
 
 
 def make_client(cfg, client_id):
-    """The real MQTT client for cfg["broker"] (not connected yet). In deep-sleep mode its
-    outbox is small enough for the session to fit RTC memory with the node's state."""
+    """The real MQTT client for cfg["broker"] (not connected yet)."""
     from mote import MQTTClient
 
+    return MQTTClient(client_id, **client_args(cfg))
+
+
+def client_args(cfg):
+    """MQTTClient's arguments but the client id, for cfg["broker"]: plain values, so that
+    app.run can forget this module before mote is imported and the client's buffers are
+    made. In deep-sleep mode the outbox is small enough for the session to fit RTC memory
+    with the node's state."""
     b = cfg["broker"]
     params = {}
     if b["tls"] and b["ca"]:
@@ -86,22 +96,21 @@ def make_client(cfg, client_id):
         params["certfile"] = b["cert"]
         params["keyfile"] = b["key"]
     deep = cfg["sleep"] == "deep"
-    return MQTTClient(
-        client_id,
-        b["host"],
-        b["port"],
-        b["user"],
-        b["password"],
-        b["keepalive_s"],
-        True if b["tls"] else None,
-        params,
-        reconnect=True,
-        max_inflight=4 if deep else 8,
-        rx_size=b["rx_size"],
-        outbox_size=min(_DEEP_OUTBOX, b["outbox_size"]) if deep else b["outbox_size"],
-        timeout_ms=b["timeout_s"] * 1000,
-        backoff_max_ms=cfg["backoff_max_s"] * 1000,
-    )
+    return {
+        "server": b["host"],
+        "port": b["port"],
+        "user": b["user"],
+        "password": b["password"],
+        "keepalive": b["keepalive_s"],
+        "ssl": True if b["tls"] else None,
+        "ssl_params": params,
+        "reconnect": True,
+        "max_inflight": 4 if deep else 8,
+        "rx_size": b["rx_size"],
+        "outbox_size": min(_DEEP_OUTBOX, b["outbox_size"]) if deep else b["outbox_size"],
+        "timeout_ms": b["timeout_s"] * 1000,
+        "backoff_max_ms": cfg["backoff_max_s"] * 1000,
+    }
 
 
 def start(node):
@@ -153,7 +162,9 @@ def _rtc_restore(node):
             node.interval_s = int(head.get("iv", node.interval_s))
             node._ntp_secs = int(head.get("nt", -1))
             if ring:
-                node.ring.load(ring)
+                from app import deep  # stays loaded: deep-sleep mode runs app.deep.cycle
+
+                deep.ring_load(node.ring, ring)
             node._session_blob = bytes(blob)
     except (ValueError, KeyError, IndexError, TypeError) as e:
         log("RTC state unreadable, starting afresh:", e)

@@ -85,11 +85,11 @@ def _led(board):
 
         return SimLED()
     if spec and "neopixel" in spec:
-        from hal.led import NeoPixelLED
+        from hal.pixel import NeoPixelLED
 
         return NeoPixelLED(spec["neopixel"], spec.get("color", (0, 0, 24)))
     if spec and "pin" in spec:
-        from hal.led import PinLED
+        from hal.pinled import PinLED
 
         return PinLED(spec["pin"], spec.get("active_low", False))
     from hal.led import NullLED

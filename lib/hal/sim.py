@@ -110,25 +110,6 @@ class SimNetwork:
         self._powered = False
 
 
-class _XorShift:
-    """xorshift32: the same sequence on every interpreter for one seed."""
-
-    def __init__(self, seed):
-        self.s = (seed & 0xFFFFFFFF) or 0x9E3779B9
-
-    def next32(self):
-        x = self.s
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self.s = x
-        return x
-
-    def uniform(self):
-        """A float in [-1, 1)."""
-        return (self.next32() >> 8) / 8388608.0 - 1.0
-
-
 class SimSensor:
     """A plausible indoor climate: a daily sine (coldest at 05:00) plus seeded noise.
 
@@ -142,7 +123,7 @@ class SimSensor:
 
     def __init__(self, config=None, clock=ticks_ms):
         sim = (config or {}).get("sim", {})
-        self._rng = _XorShift(int(sim.get("seed", 1)))
+        self._x = (int(sim.get("seed", 1)) & 0xFFFFFFFF) or 0x9E3779B9  # xorshift32 state
         self._start_s = int(sim.get("start_hour", 12)) * 3600
         self._t_mean = float(sim.get("temp_c", 21.0))
         self._t_swing = float(sim.get("temp_swing_c", 3.0))
@@ -186,6 +167,16 @@ class SimSensor:
                 return kind
         return None
 
+    def _uniform(self):
+        """Seeded noise, a float in [-1, 1): xorshift32, the same sequence on every
+        interpreter for one seed."""
+        x = self._x
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._x = x
+        return (x >> 8) / 8388608.0 - 1.0
+
     def read(self):
         """Returns {"temperature_c", "humidity_pct", "pressure_hpa"}; raises SensorError
         for an injected bus or CRC fault."""
@@ -200,11 +191,10 @@ class SimSensor:
         day_s = (self._start_s + t_ms // 1000) % _DAY_S
         # Coldest at 05:00, warmest at 17:00; humidity moves against temperature.
         phase = math.sin(2 * math.pi * (day_s - 11 * 3600) / _DAY_S)
-        rng = self._rng
-        t = self._t_mean + self._t_swing * phase + 0.1 * rng.uniform()
-        h = self._h_mean - 2.0 * self._t_swing * phase + 0.5 * rng.uniform()
+        t = self._t_mean + self._t_swing * phase + 0.1 * self._uniform()
+        h = self._h_mean - 2.0 * self._t_swing * phase + 0.5 * self._uniform()
         weather = math.sin(2 * math.pi * (t_ms // 1000) / (3 * _DAY_S))  # a 3-day swing
-        p = self._p_mean + 4.0 * weather + 0.05 * rng.uniform()
+        p = self._p_mean + 4.0 * weather + 0.05 * self._uniform()
         h = 0.0 if h < 0 else (100.0 if h > 100 else h)
         self._last = {
             "temperature_c": round(t, 2),
@@ -275,10 +265,12 @@ class SimSystem:
     def rtc_write(self, data):
         if len(data) > _RTC_MAX:
             raise ValueError("RTC memory holds at most 2048 bytes", len(data))
-        d = self._rtc_file.rpartition("/")[0]
-        if d:
-            _makedirs(d)
-        with open(self._rtc_file, "wb") as f:
+        try:
+            f = open(self._rtc_file, "wb")
+        except OSError:  # its folder is missing: made at the first write only (heap)
+            _makedirs(self._rtc_file.rpartition("/")[0])
+            f = open(self._rtc_file, "wb")
+        with f:
             f.write(data)
 
     def reset_cause(self):
