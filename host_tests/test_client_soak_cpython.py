@@ -10,6 +10,15 @@
 #
 # Figures are printed (pytest -s shows them): messages each way, cuts, connections lost by
 # reason, duplicates at QoS 1 and at QoS 2 (must be 0), and the rate.
+#
+# One exception, read from mosquitto's own log: mosquitto (2.0.11 as Debian ships it, and
+# every 2.0 release to 2.0.20) re-sends a QoS 2 PUBLISH after it has sent its PUBREL when a
+# connection breaks again before the PUBREL it owed was re-sent (database.c,
+# db__message_reconnect_reset_outgoing: a message in mosq_ms_resend_pubrel goes back to
+# mosq_ms_publish_qos2). MQTT 3.1.1 section 4.3.3 forbids that. The client has by then
+# released the packet id (the PUBREL says it may), so it delivers the message again, as any
+# client would. broker_resends() finds those PUBLISH packets in the log; a duplicate that
+# no such re-send explains fails the test.
 import ast
 import os
 import queue
@@ -50,6 +59,8 @@ def on_msg(topic, msg):
         peak[0] = occ
     k = 0 if topic.endswith(b"/1") else 1
     i = int(msg)
+    if k:
+        print("Q2", i, c._s.pkt.pid)  # which packet id delivered it (see broker_resends)
     if not rx[k][i]:
         done[0] += 1
         if not done[0] % 10:
@@ -206,6 +217,26 @@ def _up_counts(peer, prefix, n):
     return counts
 
 
+def broker_resends(log, client_id):
+    """Packet ids of QoS 2 PUBLISH packets that mosquitto sent to client_id again after it
+    had sent their PUBREL (a broker fault: see the top of this file), from its log."""
+    released = set()
+    bad = set()
+    to = " to %s (" % client_id
+    for line in log.splitlines():
+        if to not in line:
+            continue
+        if "Sending PUBREL" in line:
+            released.add(line.rsplit("(m", 1)[1].rstrip(")"))
+        elif "Sending PUBLISH" in line and ", q2, " in line:
+            mid = line.split(", m", 1)[1].split(",", 1)[0]
+            if "(d0," in line:
+                released.discard(mid)  # a new message with that id
+            elif mid in released:
+                bad.add(int(mid))
+    return bad
+
+
 def _soak(interp, broker, proxy, n, keepalive, fault, seed, code=SOAK, label="soak"):
     """One run of code (SOAK, or mote.aio's twin in test_aio_cpython.py) under fault."""
     tag = "%s-%s-%d-%d" % (fault, interp, seed, os.getpid())
@@ -319,10 +350,27 @@ def _soak(interp, broker, proxy, n, keepalive, fault, seed, code=SOAK, label="so
     for key in ("PUBLISHED", "DRAINED"):
         print("  %s %s" % (key, res.get(key)))
     print("  QoS 2 duplicates suppressed by the client: %d" % stats["qos2_duplicates_suppressed"])
+    # Incoming QoS 2 duplicates: each must be a PUBLISH mosquitto re-sent after its PUBREL.
+    resent = broker_resends(broker.log(), params["client_id"])
+    pids = {}
+    for x in out:
+        if x.startswith("Q2 "):
+            _, i, pid = x.split()
+            pids.setdefault(int(i), []).append(int(pid))
+    down2 = [i for i, x in enumerate(down_counts[2]) if x > 1]
+    unexplained = [i for i in down2 if not all(p in resent for p in pids.get(i, [])[1:])]
+    print(
+        "  down QoS 2 duplicates the broker caused (PUBLISH re-sent after PUBREL): %d of %d"
+        % (len(down2) - len(unexplained), len(down2))
+    )
     for (way, q), (missing, dups, _) in report.items():
         assert not missing, "%s QoS %d: lost %s" % (way, q, missing[:20])
-        if q == 2:
+        if q == 2 and way == "up":
             assert dups == 0, "%s QoS 2: %d duplicated" % (way, dups)
+    assert not unexplained, "down QoS 2: %d duplicated by the client (%s)" % (
+        len(unexplained),
+        [(i, pids.get(i)) for i in unexplained[:10]],
+    )
     assert stats["outbox_pending"] == 0
     assert elapsed < BUDGET_S + 5
     return proxy.cuts, lost, keepalive_lost, outage
@@ -344,3 +392,22 @@ def test_soak_blackholed_link_is_detected_by_keepalive_and_loses_nothing(interp,
     cuts, lost, keepalive_lost, outage = _soak(interp, broker, proxy, n, 1, "blackhole", 0)
     assert keepalive_lost >= 1, lost
     assert cuts == 0
+
+
+def test_broker_resends_finds_only_a_publish_resent_after_its_pubrel():
+    c = "mote-x"
+    log = "\n".join(
+        [
+            "1: Sending PUBLISH to mote-x (d0, q2, r0, m5, 'a/2', ... (1 bytes))",
+            "2: Sending PUBLISH to mote-x (d0, q2, r0, m6, 'a/2', ... (1 bytes))",
+            "3: Sending PUBREL to mote-x (m5)",
+            "4: Sending PUBLISH to mote-x (d1, q2, r0, m6, 'a/2', ... (1 bytes))",  # allowed
+            "5: Sending PUBLISH to mote-x (d1, q2, r0, m5, 'a/2', ... (1 bytes))",  # the fault
+            "6: Sending PUBREL to mote-y (m7)",
+            "7: Sending PUBLISH to mote-x (d1, q2, r0, m7, 'a/2', ... (1 bytes))",  # other client
+            "8: Sending PUBREL to mote-x (m8)",
+            "9: Sending PUBLISH to mote-x (d0, q2, r0, m8, 'a/2', ... (1 bytes))",  # a new one
+            "10: Sending PUBLISH to mote-x (d1, q2, r0, m8, 'a/2', ... (1 bytes))",
+        ]
+    )
+    assert broker_resends(log, c) == {5}
