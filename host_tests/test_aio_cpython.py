@@ -453,3 +453,65 @@ def test_disconnect_leaves_nothing_running(interp, broker):
     assert rc == 0, out
     lines = out.splitlines()
     assert "BEFORE True" in lines and "AFTER 0" in lines and lines[-1] == "DONE", out
+
+
+CALLBACKS = """
+import asyncio
+from mote.aio import MQTTClient
+
+P = PARAMS
+T = b"aio/cb/" + P["interp"].encode()
+
+
+def sleep_ms(ms):
+    return asyncio.sleep_ms(ms) if hasattr(asyncio, "sleep_ms") else asyncio.sleep(ms / 1000)
+
+
+got = []
+
+
+def cb(topic, msg):
+    if msg == b"boom":
+        raise ValueError("the application's own bug")
+    got.append(msg)
+
+
+async def main():
+    c = MQTTClient(b"aio-cb-" + P["interp"].encode(), P["host"], P["port"])
+    c.set_callback(cb)
+    await c.connect()
+    await c.subscribe(T, 1)
+    for m in (b"boom", b"one", b"two"):
+        await c.publish(T, m, qos=1)
+    for _ in range(200):
+        if len(got) == 2:
+            break
+        await sleep_ms(10)
+    print("GOT", got, c.is_connected())
+    await c.disconnect()
+    # messages() ends after disconnect(), once what it holds is read
+    d = MQTTClient(b"aio-it-" + P["interp"].encode(), P["host"], P["port"])
+    await d.connect()
+    await d.subscribe(T, 1)
+    await d.publish(T, b"last", qos=1)
+    seen = []
+    async for topic, msg, retained in d.messages():
+        seen.append(msg)
+        await d.disconnect()
+    print("SEEN", seen)
+    print("DONE")
+
+
+asyncio.run(main())
+"""
+
+
+@scenario.interp_param()
+def test_a_raising_callback_keeps_the_connection_and_messages_ends_on_disconnect(interp, broker):
+    params = {"host": "127.0.0.1", "port": broker.port, "interp": interp}
+    rc, out = scenario.run(interp, CALLBACKS, params, timeout=30)
+    assert rc == 0, out
+    lines = out.splitlines()
+    assert any("the message callback raised" in x and "ValueError" in x for x in lines), out
+    assert "GOT [b'one', b'two'] True" in lines, out
+    assert "SEEN [b'last']" in lines and lines[-1] == "DONE", out

@@ -59,7 +59,7 @@ class MQTTClient(_Client):
         self._w = Waiter()
         self._task = None
         self._act = ticks_ms()  # last traffic: spinning lasts spin_ms from here
-        self._error = None  # why the background task ended (reconnect=False)
+        self._error = None  # why the background task ended (reconnect=False, disconnect())
 
     # Connection ---------------------------------------------------------------------
 
@@ -159,9 +159,9 @@ class MQTTClient(_Client):
         self._ever = False
         self._close()
         self._w.stop()
-        was = self.down.is_set()
-        if not was:
-            self.down.set()
+        self.down.set()
+        self._error = OSError(errno.ENOTCONN, "disconnected")
+        self._qev.set()  # messages() ends once what it holds is read
 
     def _read_raw(self):
         from mote.compat import read_some
@@ -192,17 +192,30 @@ class MQTTClient(_Client):
         w = self._w
         try:
             while True:  # (each park is followed by w.done(); the finally covers a cancel)
-                if self._cs != _UP:
-                    if not (self._reconnect and self._ever):
+                try:
+                    if self._cs != _UP:
+                        if not (self._reconnect and self._ever):
+                            return
+                        await self._reconnecting()
+                        continue
+                    if len(self._q) >= self._qlen:
+                        self._room.clear()
+                        await self._room.wait()
+                        continue
+                    n = self._handled
+                    self._service(0)
+                except Exception as e:
+                    if self._cs != _UP and not (self._reconnect and self._ever):
+                        # reconnect=False: gone for good until connect() is called again
+                        self._error = e
+                        self._task = None
+                        self._close()
+                        self.down.set()
+                        self._qev.set()
                         return
-                    await self._reconnecting()
+                    # The application's callback raised: say so, keep the connection.
+                    print("mote.aio: the message callback raised", repr(e))
                     continue
-                if len(self._q) >= self._qlen:
-                    self._room.clear()
-                    await self._room.wait()
-                    continue
-                n = self._handled
-                self._service(0)
                 now = ticks_ms()
                 if self._handled != n:
                     self._act = now
@@ -218,11 +231,6 @@ class MQTTClient(_Client):
                     due = s.ping_due_in(now)
                     await w.park(self.sock, False, due + 1 if due >= 0 else 60_000)
                     w.done()
-        except (OSError, MQTTException, ValueError) as e:
-            # reconnect=False: the connection is gone for good until connect() again
-            self._error = e
-            self._close()
-            self.down.set()
         finally:
             w.done()
 
@@ -406,7 +414,7 @@ class MQTTClient(_Client):
         q = self._q
         while not q:
             if self._error is not None and self._task is None:
-                raise StopAsyncIteration
+                raise StopAsyncIteration  # disconnected, or lost with reconnect=False
             self._qev.clear()
             await self._qev.wait()
         item = q.pop(0)
