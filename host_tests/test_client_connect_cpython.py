@@ -513,12 +513,12 @@ def test_a_pem_bundle_keeps_every_ca(interp, broker, tmp_path):
 
 
 JITTER = """
-from mote import MQTTClient
+from mote import MQTTClient, link
 
 a = MQTTClient(b"a", "127.0.0.1")
 b = MQTTClient(b"b", "127.0.0.1")
-print("A", [a._delay_ms() for _ in range(6)])
-print("B", [b._delay_ms() for _ in range(6)])
+print("A", [link.delay_ms(a) for _ in range(6)])
+print("B", [link.delay_ms(b) for _ in range(6)])
 """
 
 
@@ -836,3 +836,43 @@ def test_disconnect_waits_briefly_for_the_broker_to_close(interp, close_after_s)
         assert 90 <= ms < 250, out  # returned once the broker closed
     else:
         assert 240 <= ms < 600, out  # a broker that never closes costs at most ~250 ms
+
+
+UNLINK = """
+import sys
+from mote import MQTTClient
+from mote.compat import sleep_ms
+
+c = MQTTClient(b"unlink-" + PARAMS["interp"].encode(), PARAMS["host"], PARAMS["port"],
+               backoff_ms=20)
+print("BEFORE", "mote.link" in sys.modules)
+c.connect()
+print("CONNECTED", "mote.link" in sys.modules)
+print("GRANTED", c.subscribe(b"unlink/x", 1))
+print("SUBSCRIBED", "mote.link" in sys.modules)
+c.sock.close()  # the link breaks under the client
+c.check_msg()
+print("DOWN", c.is_connected(), "mote.link" in sys.modules)
+for _ in range(200):
+    c.check_msg()
+    if c.is_connected():
+        break
+    sleep_ms(10)
+print("UP", c.is_connected(), c.reconnects, "mote.link" in sys.modules)
+c.publish(b"unlink/x", b"again", qos=1)
+print("PENDING", c.flush(3000))
+c.disconnect()
+print("DONE", "mote.link" in sys.modules)
+"""
+
+
+@scenario.interp_param(["micropython", "micropython32"])
+def test_the_connection_machine_leaves_the_heap_once_connected(interp, broker):
+    # mote.link (connect, reconnect, subscribe, disconnect) is imported while needed and
+    # forgotten once the client is connected: its code does not stay in a board's heap.
+    res, out = run_ok(interp, UNLINK, {"host": "127.0.0.1", "port": broker.port, "interp": interp})
+    assert res["BEFORE"] == ["False"] and res["CONNECTED"] == ["False"], out
+    assert res["GRANTED"] == ["1"] and res["SUBSCRIBED"] == ["False"], out
+    assert res["DOWN"] == ["False True"], out  # loaded to handle the loss and reconnect
+    assert res["UP"] == ["True 1 False"], out
+    assert res["PENDING"] == ["0"] and res["DONE"] == ["False"], out

@@ -21,6 +21,7 @@ RANKS = (
     ("mote.snapshot", 3),
     ("mote.client", 4),
     ("mote.stats", 4),
+    ("mote.link", 4),
     ("mote", 4),
     ("mote.aio", 5),
     ("hal", 6),

@@ -6,6 +6,7 @@
 import asyncio
 import errno
 
+from mote import link
 from mote.client import MQTTClient as _Client
 from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, ticks_diff, ticks_ms
@@ -43,6 +44,8 @@ class MQTTClient(_Client):
     up and down are asyncio.Events set on every connection change (clear them after
     handling, as with mqtt_as)."""
 
+    _UNLOAD = False  # mote.link stays imported: this module calls it directly
+
     def __init__(self, *args, queue_len=16, wifi=None, spin_ms=20, **kw):
         super().__init__(*args, **kw)
         self._own = False  # connect() is a coroutine here: reconnects use the steps
@@ -78,9 +81,9 @@ class MQTTClient(_Client):
         for _ in range(len(self._servers)):
             try:
                 await self._wifi_up(self.timeout_ms)
-                self._begin()
+                link.begin(self)
                 while self._cs != _UP:
-                    self._step(0)
+                    link.step(self, 0)
                     if self._cs != _UP:
                         await self._park_step()
                 return self._started()

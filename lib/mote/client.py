@@ -9,13 +9,24 @@
 # silent or stalling broker never holds the caller's loop. Only the name lookup can block
 # (getaddrinfo has no non-blocking form); it runs at most once per attempt, and the address
 # is kept for the next one until a TCP connect to it fails.
+#
+# The machine itself (and the blocking subscribe/unsubscribe/disconnect exchanges) lives in
+# mote.link, imported when needed and, on MicroPython, forgotten again once connected: a
+# connected client keeps only its per-message code in the heap.
 import errno
 
 from mote import compat
 from mote.codec import MQTTException, ProtocolError
-from mote.compat import const, read_some, sleep_ms, ticks_add, ticks_diff, ticks_ms, write_some
+from mote.compat import const, read_some, ticks_add, ticks_diff, ticks_ms, write_some
 from mote.session import Session
-from mote.topic import validate_filter, validate_name
+from mote.topic import validate_name
+
+
+def _link():
+    from mote import link
+
+    return link
+
 
 # mote.session's states, events and publish() results (see the comment opening it).
 _CONNECTED = const(2)
@@ -36,12 +47,7 @@ _MQTT = const(2)
 _UP = const(3)
 _WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
 _POLL_R = const(1)  # select.POLLIN: the same on MicroPython's ports and on CPython
-_POLL_W = const(4)  # POLLOUT
 _POLL_RW = const(5)
-_POLL_FAIL = const(24)  # POLLERR | POLLHUP
-_LINGER_MS = const(250)  # disconnect(): longest wait for the broker to close
-_STRIKES = const(3)  # connections lost right after resending one message: it is poison
-_STRIKE_MS = const(2000)
 # Counters in MQTTClient._n, in the order mote.stats reads them.
 _N_CONN_FAIL = const(0)
 _N_LOST = const(1)
@@ -69,6 +75,7 @@ class MQTTClient:
     All buffers are allocated here."""
 
     DEBUG = False  # umqtt.robust: print reconnect activity
+    _UNLOAD = compat.MICROPYTHON  # forget mote.link once connected (mote.aio keeps it)
 
     def __init__(
         self,
@@ -208,105 +215,10 @@ class MQTTClient:
         Returns True when the broker kept a session. Raises MQTTException(code) when
         refused, OSError (or the TLS layer's error) on a failure. Later reconnects reuse
         these arguments."""
-        self._clean = clean_session
-        if timeout is not None:
-            self.timeout_ms = int(timeout * 1000)
-        if self._auto != 2:
-            self._auto = 0
-        self._close()
-        err = Exception("no server")
-        for _ in range(len(self._servers)):
-            try:
-                self._begin()
-                while self._cs != _UP:
-                    self._step(min(max(1, ticks_diff(self._deadline, ticks_ms())), _WAIT_SLICE_MS))
-                return self._s.session_present
-            except (OSError, MQTTException, ValueError) as e:
-                if self._cs == _UP:
-                    # Connected, and lost within the same read (a protocol error right
-                    # after CONNACK): handled like any loss after connect().
-                    if not isinstance(e, (OSError, ProtocolError)):
-                        raise
-                    self._lost(e)
-                    return self._s.session_present
-                self._close()
-                if isinstance(e, MQTTException) and not isinstance(e, ProtocolError):
-                    raise  # refused by the broker: say so, do not try another
-                err = e
-            self._srv = (self._srv + 1) % len(self._servers)
-            self._addr = None
-        raise err
-
-    def _begin(self):
-        # Start an attempt at server _srv: the name lookup (unless an address is kept from
-        # the last attempt), then a non-blocking TCP connect.
-        import socket
-
-        host, port = self._servers[self._srv]
-        addr = self._addr
-        if addr is None:
-            addr = self._addr = compat.resolve(host, port or (8883 if self.ssl else 1883))
-        self._deadline = ticks_add(ticks_ms(), self.timeout_ms)
-        sock = self.sock = socket.socket()
-        self._cs = _TCP
-        sock.setblocking(False)
         try:
-            sock.connect(addr)
-        except OSError as e:
-            if e.args[0] != errno.EINPROGRESS and e.args[0] != errno.EAGAIN:
-                self._addr = None
-                raise
-        self._poller = compat.new_poller(sock, _POLL_W)
-        self._want_write = True
-
-    def _step(self, wait_ms):
-        # Advance the attempt under way, waiting at most wait_ms for the socket. Raises
-        # on any failure, and OSError(ETIMEDOUT) once past the attempt's deadline.
-        if ticks_diff(ticks_ms(), self._deadline) >= 0:
-            if self._cs == _TCP:
-                self._addr = None
-            raise OSError(errno.ETIMEDOUT, "connect timed out")
-        if self._cs != _TCP:
-            self._round(wait_ms)
-            return
-        ev = compat.wait_io(self._poller, wait_ms)
-        if not ev:
-            return
-        sock = self.sock
-        assert sock is not None
-        if ev & _POLL_FAIL:
-            addr = self._addr
-            self._addr = None  # look the name up again next time
-            sock.connect(addr)  # raises why, on the ports that can tell
-            raise OSError(errno.ECONNREFUSED)
-        # TCP is up: then TLS (its handshake runs inside the writes of CONNECT) and MQTT.
-        if self._nodelay is not False:
-            compat.set_nodelay(sock)
-        self._nagle = self._nodelay is False
-        self._w_rx = 0
-        if self.ssl:
-            from mote.tls import wrap
-
-            host = self._servers[self._srv][0]
-            left = ticks_diff(self._deadline, ticks_ms())
-            sock, self._warned = wrap(self.ssl, self.ssl_params, sock, host, self._warned, left)
-            self.sock = sock
-        self._poller = compat.new_poller(sock, _POLL_RW)
-        s = self._s
-        s.set_connect(
-            self.client_id,
-            self._clean,
-            self.keepalive,
-            self.lw_topic,
-            self.lw_msg,
-            self.lw_qos,
-            self.lw_retain,
-            self.user,
-            self.pswd,
-        )
-        s.connect(ticks_ms())
-        self._cs = _MQTT
-        self._write()
+            return _link().connect(self, clean_session, timeout)
+        finally:
+            self._unlink()
 
     def _close(self):
         if self.sock is not None:
@@ -325,135 +237,27 @@ class MQTTClient:
     def disconnect(self):
         """Send DISCONNECT (the broker then drops the Last Will) and close. No reconnect
         until connect() is called again."""
-        if self._cs == _UP:
-            s = self._s
-            s.disconnect()
-            try:
-                self._write_all(self.timeout_ms)
-                # The broker closes the connection once it has handled DISCONNECT
-                # (MQTT-3.14.4): wait for that, briefly, discarding what still comes in.
-                # Then a connect() that follows cannot overtake the DISCONNECT (a broker
-                # that takes the client id over first publishes the will), and close()
-                # sends FIN, not the RST that unread input causes (an RST discards data
-                # not yet transmitted, the DISCONNECT included).
-                t0 = ticks_ms()
-                left = _LINGER_MS
-                self._interest(False)
-                while left > 0:
-                    compat.wait_io(self._poller, left)
-                    if read_some(self.sock, s.rx_mv, len(s.rx_buf)) == 0:
-                        break
-                    left = _LINGER_MS - ticks_diff(ticks_ms(), t0)
-            except OSError:
-                pass
-        self._ever = False
-        self._close()
+        _link().disconnect(self)
+        self._unlink(True)
 
     def reconnect(self):
         """umqtt.robust's reconnect(): retry with backoff until connected; subscriptions
         are renewed as on an automatic reconnect."""
-        while True:
-            try:
-                return self._connect_auto()
-            except (OSError, MQTTException, ValueError) as e:
-                self._failed(e)
-                sleep_ms(ticks_diff(self._next_try, ticks_ms()))
-
-    def _connect_auto(self):
-        self._auto = 2
         try:
-            return self.connect(self._clean)
+            return _link().reconnect(self)
         finally:
-            self._auto = 0
-
-    def _delay_ms(self):
-        # Exponential backoff with jitter (50..100 % of the step), capped.
-        step = self._backoff_ms << min(self._fails, 16)
-        if step > self._backoff_max_ms:
-            step = self._backoff_max_ms
-        x = self._rng
-        x ^= (x << 13) & 0x3FFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0x3FFFFFFF
-        self._rng = x or 1
-        return step // 2 + x % (step // 2 + 1)
+            self._unlink()
 
     def _lost(self, e):
-        # The connection broke: keep the session; raise unless reconnect will handle it.
-        if isinstance(e, ProtocolError):
-            self._n[_N_PROTOCOL] += 1
-        self._n[_N_LOST] += 1
-        # A connection that ended within _STRIKE_MS of its CONNACK, with nothing else
-        # received on it, while the oldest unfinished message was sent on it and never
-        # acknowledged is a strike against that message: the broker refuses it (too large
-        # for it, a QoS it does not allow...), and resending it forever would hold back
-        # every message behind it. After _STRIKES in a row it leaves the outbox (counted in
-        # stats(), printed). Any packet from the broker after the CONNACK (an ack, a
-        # message, a PINGRESP), or a link that fails later, resets the count: a flaky link
-        # that cuts connections quickly must never cost a message.
-        pid = self._s.head_sent() if ticks_diff(ticks_ms(), self._up_at) < _STRIKE_MS else 0
-        if pid != self._poison_pid:
-            self._poison_pid = pid
-            self._strikes = 0
-        if pid:
-            self._strikes += 1
-            if self._strikes >= _STRIKES:
-                self._s.drop_head()
-                self._n[_N_POISON] += 1
-                self._strikes = 0
-                print("mote: the broker closes the connection on message", pid, "- dropped")
-        self._close()
-        if not (self._reconnect and self._ever):
-            raise e
-        if self.DEBUG:
-            print("mote: connection lost:", repr(e))
-        self._next_try = ticks_ms()  # first retry at once
+        # The connection broke (mote.link.lost): raises unless reconnect handles it.
+        _link().lost(self, e)
 
     def _advance(self, wait_ms):
-        # The connection is not up: start an attempt when one is due, or advance the one
-        # under way by one step. An attempt that fails counts and backs off.
-        if self._cs == _DOWN:
-            if not (self._reconnect and self._ever) or self._auto == 2:
-                return  # (2: a subclass's connect() publishes: it is the attempt)
-            left = ticks_diff(self._next_try, ticks_ms())
-            if left > 0:
-                if wait_ms > 0:
-                    sleep_ms(min(wait_ms, left))
-                return
-            if self._own:
-                # A subclass's connect() runs whole, as umqtt.robust's reconnect does.
-                try:
-                    self._connect_auto()
-                except (OSError, MQTTException, ValueError) as e:
-                    self._failed(e)
-                return
-            self._auto = 1
+        # Not connected: one step of the connection machine (mote.link.advance).
         try:
-            if self._cs == _DOWN:
-                self._begin()
-            self._step(wait_ms)
-        except (OSError, MQTTException, ValueError) as e:
-            if self._cs == _UP:
-                if not isinstance(e, (OSError, ProtocolError)):
-                    raise  # the application's callback raised: not a connection failure
-                self._lost(e)
-            else:
-                self._close()
-                self._failed(e)
-        if self._cs != _TCP and self._cs != _MQTT:
-            self._auto = 0
-
-    def _failed(self, e):
-        # An automatic attempt failed: count, rotate servers, wait before the next one.
-        self._n[_N_CONN_FAIL] += 1
-        self._fails += 1
-        if self.DEBUG:
-            print("mote: connect failed:", repr(e))
-        n = len(self._servers)
-        if n > 1:
-            self._srv = (self._srv + 1) % n
-            self._addr = None
-        self._next_try = ticks_add(ticks_ms(), self._delay_ms())
+            _link().advance(self, wait_ms)
+        finally:
+            self._unlink()
 
     # Publishing ---------------------------------------------------------------------
 
@@ -532,69 +336,29 @@ class MQTTClient:
         """Subscribe and wait for SUBACK. Returns the granted QoS; a refusal (0x80)
         raises MQTTException(0x80). Renewed automatically after a reconnect when the
         broker kept no session."""
-        t = validate_filter(topic)
-        if not 0 <= qos <= 2:
-            raise ValueError("QoS must be 0, 1 or 2", qos)
-        granted = self._retrying(t, qos)
-        for sub in self._subs:
-            if sub[0] == t:
-                sub[1] = qos
-                sub[2] = 0
-                break
-        else:
-            self._subs.append([t, qos, 0])
-        return granted
-
-    def _sub_wait(self, t, qos):
-        # SUBSCRIBE (qos 0..2) or UNSUBSCRIBE (qos -1), then wait for its acknowledgement.
-        s = self._s
-        unsub = qos < 0
-        filters = [t] if unsub else [(t, qos)]
-        pid = s.subscribe(filters, unsub)
-        if pid < 0:
-            self._wait(lambda: not s.sub_pending(unsub), self.timeout_ms)
-            pid = s.subscribe(filters, unsub)
-        self._ack_pid = 0
-        self._wait(lambda: self._ack_pid == pid, self.timeout_ms)
-        if not unsub and self._granted == 0x80:
-            raise MQTTException(0x80)
-        return self._granted
+        try:
+            return _link().subscribe(self, topic, qos)
+        finally:
+            self._unlink()
 
     def unsubscribe(self, topic):
         """Unsubscribe and wait for UNSUBACK."""
-        t = validate_filter(topic)
-        self._subs = [x for x in self._subs if x[0] != t]
-        if self._rs is not None and self._rs[0] == t:
-            self._rs = None
-        self._retrying(t, -1)
+        try:
+            _link().unsubscribe(self, topic)
+        finally:
+            self._unlink()
 
-    def _retrying(self, t, qos):
-        # Run a blocking exchange; a broken connection is handled like anywhere else and
-        # the exchange tried again on the new one, within timeout_ms.
-        t0 = ticks_ms()
-        while True:
-            while self._cs != _UP:
-                left = self.timeout_ms - ticks_diff(ticks_ms(), t0)
-                if left <= 0 or not (self._reconnect and self._ever):
-                    raise OSError(errno.ENOTCONN)
-                self._service(min(left, 100))
-            try:
-                return self._sub_wait(t, qos)
-            except (OSError, ProtocolError) as e:
-                self._lost(e)
-                if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
-                    raise
+    def _unlink(self, always=False):
+        # Connected (or disconnected for good): forget mote.link, so its code leaves the
+        # heap (see its opening comment).
+        if (always or self._cs == _UP) and self._UNLOAD:
+            import sys
 
-    def _wait(self, done, timeout_ms):
-        # Service until done() or timeout (OSError ETIMEDOUT). Connection errors raise.
-        t0 = ticks_ms()
-        while not done():
-            left = timeout_ms - ticks_diff(ticks_ms(), t0)
-            if left <= 0:
-                raise OSError(errno.ETIMEDOUT)
-            if self._cs != _UP:
-                raise OSError(errno.ENOTCONN)
-            self._round(min(left, _WAIT_SLICE_MS))
+            if sys.modules.pop("mote.link", None) is not None:
+                import mote
+
+                if "link" in mote.__dict__:
+                    delattr(mote, "link")
 
     # Receiving and keepalive ----------------------------------------------------------
 
