@@ -1,5 +1,5 @@
-# The benchmark tool (tools/bench/) must not rot: a smoke run (tiny N, mote alone, no
-# download, docs untouched) against a private mosquitto, and the report writer on canned
+# The benchmark tool (tools/bench/) must not rot: a smoke run (tiny N, mote and mote.aio
+# alone, no download, docs untouched) against a private mosquitto, and the report writer on canned
 # results with every client. CPython only; no timing assertions.
 import json
 import os
@@ -63,6 +63,35 @@ def test_bench_smoke_run_writes_a_report(tmp_path):
     for v in ("mote", "mote check_msg()"):
         assert all(r["received"] == r["expected"] for r in res["recv"][v]), v
     assert res["heap"]["mote"]["heapsize"] > 0
+    # mote.aio's rows run in the asyncio script, each loop as labelled (every QoS 1/2
+    # message acknowledged by the end of the timed interval)
+    aio = {
+        "pub_q0": ["mote.aio"],
+        "pub_q1": ["mote.aio", "mote.aio await each ack", "mote.aio 8 tasks"],
+        "pub_q2": ["mote.aio"],
+        "recv": ["mote.aio", "mote.aio messages()"],
+        "rtt": ["mote.aio", "mote.aio messages()"],
+        "alloc": ["mote.aio"],
+        "ram": ["mote.aio"],
+        "heap": ["mote.aio"],
+    }
+    for scen, variants in aio.items():
+        assert set(variants) <= set(res[scen]), (scen, set(res[scen]))
+    for scen in ("pub_q1", "pub_q2"):
+        for v in aio[scen]:
+            assert all(r["acked"] and r["n"] > 0 for r in res[scen][v]), (scen, v)
+    for v in aio["recv"]:
+        assert all(r["received"] == r["expected"] for r in res["recv"][v]), v
+    for r in res["alloc"]["mote.aio"]:
+        for k in ("pub_q0", "pub_q1", "pub_q2", "stream_q1", "stream_q2", "idle_per_s"):
+            assert k in r, (k, r)
+        assert {r["locked_q%d" % q] for q in (0, 1, 2)} <= {"ok"} | {
+            "MemoryError" + w for w in (" in publish()", " waiting for the ack")
+        }, r
+    assert res["ram"]["mote.aio"]["mpy"][0]["asyncio"] > 0
+    assert res["heap"]["mote.aio"]["heapsize"] > 0
+    assert {"mote/aio.py", "mote/compat_aio.py"} <= set(data["mpy_sizes"]["mote.aio"])
+    assert "mote/aio.py" not in data["mpy_sizes"]["mote"]
     if data["segments"]:
         # ss was there: the backlog rows ran, each round wholly buffered before reading,
         # and every timed run counted its TCP segments
@@ -81,7 +110,7 @@ def test_bench_smoke_run_writes_a_report(tmp_path):
         assert all(min(report.segments(r)) >= 1 for r in res["rtt"]["mote"])
     assert data["mpy_sizes"]["mote"]
     text = out.read_text()
-    assert "# Benchmarks" in text and "| mote |" in text
+    assert "# Benchmarks" in text and "| mote |" in text and "| mote.aio |" in text
     assert "TCP segments/msg (out + in)" in text
     # smoke mode downloads nothing into the cache
     assert not os.path.exists(tmp_path / "cache" / "umqtt")
@@ -115,8 +144,9 @@ def _canned():
         }
         return [r] * 3
 
-    def alloc(q0, rs, rl, mote=False):
+    def alloc(q0, rs, rl, mote=False, **extra):
         r = {
+            **extra,
             "n": 100,
             "pub_q0": q0,
             "pub_q1": q0,
@@ -134,6 +164,20 @@ def _canned():
             m: [{"import": i, "construct": i + 10, "connect": i + 20}] * 3 for m in ("py", "mpy")
         }
 
+    # mote.aio beside mqtt_as (index 6 above: 70 msg/s QoS 1, 700 msg/s receive, 700 µs)
+    aio = {
+        "pub_q0": {"mote.aio": pub(50_000)},
+        "pub_q1": {"mote.aio": pub(700), "mote.aio await each ack": pub(7000)},
+        "pub_q2": {"mote.aio": pub(600)},
+        "recv": {"mote.aio": recv(140_000), "mote.aio messages()": recv(150_000)},
+        "rtt": {"mote.aio": rtt(35)},
+        "alloc": {
+            "mote.aio": alloc(0, 1, 2, True, idle_per_s=0, stream_q1=2500, stream_q2=3300),
+            "mqtt_as": alloc(2624, 1, 2, idle_per_s=163_072),
+        },
+        "ram": {"mote.aio": ram(400)},
+    }
+
     names = [
         "mote",
         "mote nodelay=True",
@@ -143,7 +187,7 @@ def _canned():
         "umqtt.robust",
         "mqtt_as",
     ]
-    return {
+    data = {
         "machine": {
             "cpu": "cpu",
             "cores": 2,
@@ -179,9 +223,16 @@ def _canned():
             },
         },
         "errors": {"heap": {"mqtt_as": "timed out"}},
-        "mpy_sizes": {"mote": {"mote/client.py": 100}, "umqtt.simple": {"umqtt/simple.py": 9}},
+        "mpy_sizes": {
+            "mote": {"mote/client.py": 100},
+            "mote.aio": {"mote/client.py": 100, "mote/aio.py": 40},
+            "umqtt.simple": {"umqtt/simple.py": 9},
+        },
         "segments": True,
     }
+    for scen, rows in aio.items():
+        data["results"][scen].update(rows)
+    return data
 
 
 def test_bench_report_covers_every_scenario_and_target(tmp_path):
@@ -219,6 +270,19 @@ def test_bench_report_covers_every_scenario_and_target(tmp_path):
     rows = "\n".join(report.readme(_canned()))
     assert "| QoS 1 publish | 10 msg/s | 50 msg/s | **1/5** |" in rows
     assert rows.index("TCP_NODELAY") < rows.index("Nagle")
+    # issue 12: mote.aio against mqtt_as, each target with this run's figures
+    assert "## Targets (issues 6, 10 and 12)" in text
+    assert "| 12 | receive ≥ 100× mqtt_as | 200× (140 000 msg/s vs 700 msg/s) | met |" in text
+    each = "one task awaiting each PUBACK (mqtt_as's semantics) | 100× (7000 msg/s vs 70"
+    assert f"| 12 | QoS 1 publish ≥ 100× mqtt_as, {each} msg/s) | met |" in text
+    stream = "one task streaming, then `flush()` | 10× (700 msg/s vs 70 msg/s) | **missed**"
+    assert f"| 12 | QoS 1 publish ≥ 100× mqtt_as, {stream}" in text
+    assert "| 12 | round-trip p50 ≤ 1/20 of mqtt_as's | 1/20 (35 µs vs 700 µs) | met |" in text
+    assert "| 0 / 0 / 0 (mqtt_as: 26 / 26 / no QoS 2) | met |" in text
+    assert "| 0 B/s (mqtt_as: 163 072 B/s) | met |" in text
+    assert "| mote.aio await each ack | 7000 |" in text
+    assert "25 B/publish at QoS 1, 33 B/publish at QoS 2" in text
+    assert "mote.aio adds `aio.mpy` 40 B to these (total 140 B)" in text
     # a generated document holds only what its generator measured
     for hand in ("manual check", "by hand", "39k", "66k", "{"):
         assert hand not in text, hand

