@@ -18,7 +18,6 @@ import errno
 from mote import compat
 from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, read_some, ticks_add, ticks_diff, ticks_ms, write_some
-from mote.session import Session
 from mote.topic import validate_name
 
 
@@ -100,98 +99,29 @@ class MQTTClient:
         backoff_max_ms=30000,
         nodelay=None,
     ):
-        if not 0 <= keepalive <= 65535:
-            raise ValueError("keepalive out of range", keepalive)
-        if ssl_params:
-            from mote.tls import check
-
-            check(ssl_params)
-        self.client_id = client_id
-        self.server = server
-        self.port = port
-        self.user = user
-        self.pswd = password
-        self.keepalive = keepalive
-        self.ssl = ssl
-        self.ssl_params = ssl_params
-        self.cb = None
-        self.lw_topic = None
-        self.lw_msg = None
-        self.lw_qos = 0
-        self.lw_retain = False
-        self.sock = None
-        self.zero_copy = zero_copy
-        self.timeout_ms = timeout_ms
-        self._reconnect = reconnect
-        self._backoff_ms = backoff_ms
-        self._backoff_max_ms = backoff_max_ms
-        self._nodelay = nodelay
-        # nodelay=None (adaptive): TCP_NODELAY while anything awaits an answer, Nagle's
-        # algorithm while only QoS 0 streams (see _nagle_set's callers).
-        self._adapt = nodelay is None
-        self._nagle = False  # Nagle's algorithm is on (TCP_NODELAY off) on this socket
-        self._w_rx = 0  # writes since data last came in: a burst, when 2 or more
-        self._quickack = True  # until the stack says it has no TCP_QUICKACK
-        self._s = Session(max_inflight, outbox_size, rx_size, tx_size, qos2_in)
-        self._poller = None
-        self._want_write = False
-        self._servers = []  # (host, port) pairs, tried in turn (failover)
-        for item in server if isinstance(server, (list, tuple)) else [server]:
-            if isinstance(item, (list, tuple)):
-                self._servers.append((item[0], item[1]))
-            else:
-                self._servers.append((item, port))
-        if not self._servers:
-            raise ValueError("no server", server)
-        self._srv = 0
-        self._addr = None  # the resolved address of server _srv, kept between attempts
-        self._cs = _DOWN
-        self._deadline = ticks_ms()  # when the attempt under way gives up
-        # Who started the attempt under way: 0 the application's connect(), 1 the
-        # client's own reconnect, 2 the same through connect() (reconnect(), subclasses).
-        self._auto = 0
-        # A subclass that overrides connect() (umqtt.robust's examples do) gets it called
-        # for every reconnect, as umqtt.robust calls it.
-        self._own = type(self).connect is not MQTTClient.connect
-        self._clean = True
-        self._ever = False  # a connect() succeeded: reconnect may run
-        self._fails = 0
-        self._next_try = ticks_ms()
-        # Backoff jitter from the hardware's random source: a fleet restarted by one
-        # outage must not reconnect in lockstep (ticks at construction are nearly equal).
-        try:
-            from os import urandom
-
-            b = urandom(4)
-            x = b[0] | (b[1] << 8) | (b[2] << 16) | ((b[3] & 0x3F) << 24)
-        except ImportError:
-            x = ticks_diff(ticks_ms(), 0) ^ 0x5DEECE
-        self._rng = x or 1
-        # [filter bytes, qos, renew] per subscription; renew: 0 done, 1 to send again on
-        # this connection, 2 refused (retried at _rs_at)
-        self._subs = []
-        self._renew = False  # some entry of _subs has renew != 0
-        self._rs = None  # the entry whose SUBSCRIBE awaits its SUBACK
-        self._rs_pid = 0
-        self._rs_at = self._deadline
-        self._granted = 0
-        self._ack_pid = 0
-        self._handled = 0
-        self._depth = 0  # > 0 while a callback runs: nothing may dispatch then
-        self._warned = False
-        self._strikes = 0  # connections lost right after sending _poison_pid
-        self._poison_pid = 0
-        self._up_at = self._deadline
-        # message details for the callback, set before each call
-        self.msg_qos = 0
-        self.msg_retain = False
-        self.msg_dup = False
-        # counters for stats() (indexed by the _N_* constants): connect failures,
-        # connections lost, protocol errors, published, received, QoS 0 dropped offline,
-        # subscriptions refused on renewal, poison messages dropped
-        self._n = [0] * 8
-        self.reconnects = 0  # automatic reconnects so far: read it without stats()' dict
-        self._rtt_ms = -1
+        _link().init(
+            self,
+            client_id,
+            server,
+            port,
+            user,
+            password,
+            keepalive,
+            ssl,
+            ssl_params,
+            max_inflight,
+            reconnect,
+            rx_size,
+            tx_size,
+            outbox_size,
+            qos2_in,
+            zero_copy,
+            timeout_ms,
+            backoff_ms,
+            backoff_max_ms,
+            nodelay,
+        )
+        self._unlink(True)  # imported again by connect()
 
     # umqtt-compatible set-up ----------------------------------------------------------
 
@@ -543,29 +473,7 @@ class MQTTClient:
                 finally:
                     self._depth -= 1
         elif ev == _EV_CONNACK:
-            # Up before any message that came in the same read is dispatched.
-            if s.connack_rc:
-                raise MQTTException(s.connack_rc)
-            self._cs = _UP
-            self._up_at = ticks_ms()
-            self._ever = True
-            self._fails = 0
-            if self._auto:
-                self.reconnects += 1
-            # Subscriptions: the broker kept them with the session; else the client's own
-            # reconnect renews them, and a connect() by the application starts without any
-            # (MQTT-3.1.2-6; umqtt's behaviour).
-            if s.session_present:
-                return
-            if not self._auto:
-                self._subs = []
-                return
-            for sub in self._subs:
-                sub[2] = 1
-            self._renew = bool(self._subs)
-            self._rs = None
-            self._rs_pid = 0
-            self._rs_at = self._up_at
+            _link().connack(self)  # (always under way in mote.link: it is imported)
         elif ev == _EV_SUBACK:
             self._granted = s.rx_buf[s.pkt.codes_off]
             self._ack_pid = s.ack_pid
