@@ -52,7 +52,7 @@ DEPLOY_FLAGS = tuple(deploy.MPY_FLAGS)
 MPY_FLAGS = DEPLOY_FLAGS
 VM32_DEFAULT = os.path.join(os.path.dirname(ROOT), "shared", "micropython32", "micropython")
 OUT = os.path.join(ROOT, "docs", "memory.md")
-CLIENTS = ("mote", "umqtt.simple", "mqtt_as")
+CLIENTS = ("mote", "mote.aio", "umqtt.simple", "mqtt_as")
 KB = 1024
 ESP32_HEAP = 111_936  # ../shared/micropython32/README.md: a plain ESP32's grown heap
 ESP32_HEAP_NOTE = (
@@ -792,6 +792,7 @@ def table(head, rows):
 
 CLIENT_LABELS = {
     "mote": "mote (`from mote import MQTTClient`)",
+    "mote.aio": "mote.aio (`from mote.aio import MQTTClient`), `import asyncio` included",
     "umqtt.simple": "umqtt.simple",
     "mqtt_as": "mqtt_as, `import asyncio` included",
     "mote frozen": "mote, frozen into the VM (boards/host/manifest.py)",
@@ -857,6 +858,16 @@ def _budget_rows(data):
         ["the client after `connect()`, 32-bit, .mpy", f"≤ {CLIENT_BUDGET:,} B"]
         + list(_verdict(mote.get("connect"), CLIENT_BUDGET))
     )
+    aio = data["clients"].get("32-bit", {}).get("mote.aio", {})
+    mqtt_as = data["clients"].get("32-bit", {}).get("mqtt_as", {})
+    if aio.get("connect") and mqtt_as.get("connect"):
+        rows.append(
+            [
+                "mote.aio after `connect()`, asyncio included, 32-bit, .mpy (issue 12)",
+                f"≤ mqtt_as's {mqtt_as['connect']:,} B",
+            ]
+            + list(_verdict(aio["connect"], mqtt_as["connect"]))
+        )
     for kind in ("mpy", "frozen"):
         r = data["node"].get(kind, {})
         rows.append(
@@ -1100,7 +1111,7 @@ def main(argv=None):
             if "missing" in info:
                 notes[name] = info["missing"]
                 log(f"  {name}: MISSING: {info['missing']}")
-    available = {"mote"}
+    available = {"mote", "mote.aio"}
     if "path" in comps.get("umqtt", {}):
         available.add("umqtt.simple")
     if "path" in comps.get("mqtt_as", {}):

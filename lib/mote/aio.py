@@ -6,8 +6,8 @@
 import asyncio
 import errno
 
-from mote import link
 from mote.client import MQTTClient as _Client
+from mote.client import _link
 from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, ticks_diff, ticks_ms
 from mote.compat_aio import DONE, Waiter, sleep_ms
@@ -44,8 +44,6 @@ class MQTTClient(_Client):
     up and down are asyncio.Events set on every connection change (clear them after
     handling, as with mqtt_as)."""
 
-    _UNLOAD = False  # mote.link stays imported: this module calls it directly
-
     def __init__(self, *args, queue_len=16, wifi=None, spin_ms=20, **kw):
         super().__init__(*args, **kw)
         self._own = False  # connect() is a coroutine here: reconnects use the steps
@@ -81,9 +79,10 @@ class MQTTClient(_Client):
         for _ in range(len(self._servers)):
             try:
                 await self._wifi_up(self.timeout_ms)
-                link.begin(self)
+                steps = _link()  # the connection machine (forgotten again once connected)
+                steps.begin(self)
                 while self._cs != _UP:
-                    link.step(self, 0)
+                    steps.step(self, 0)
                     if self._cs != _UP:
                         await self._park_step()
                 return self._started()
@@ -102,6 +101,7 @@ class MQTTClient(_Client):
         raise err
 
     def _started(self):
+        self._unlink()
         self._ever = True
         self._act = ticks_ms()
         if self._cs == _UP:
