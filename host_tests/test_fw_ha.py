@@ -6,6 +6,8 @@ import test_fw_fakes as _fx  # noqa: F401  (first: it puts firmware/ on sys.path
 # isort: split
 from app import ha
 
+_ALL = ("temperature_c", "humidity_pct", "pressure_hpa", "rssi", "uptime_s")
+
 
 def _msgs(fields=("temperature_c", "humidity_pct", "rssi", "uptime_s", "seq"), led=True):
     out = {}
@@ -58,6 +60,19 @@ def test_no_led_no_switch_and_unique_ids_are_safe():
 
 def test_payloads_are_small_enough_for_the_client_buffer():
     for topic, payload in ha.messages(
-        "homeassistant", "mote", "0123456789ab", "esp32s3", "0.1.0", list(ha.FIELDS)
+        "homeassistant", "mote", "0123456789ab", "esp32s3", "0.1.0", list(_ALL)
     ):
         assert len(payload) + len(topic) < 512
+
+
+def test_every_known_field_gets_a_sensor_and_values_are_json_quoted():
+    m = ha.messages("ha", "p", 'a"b\\c', 'bo"ard', "0.1", list(_ALL) + ["seq"], False)
+    assert [t.split(b"/")[3] for t, _ in m] == [f.encode() for f in _ALL]
+    for _, payload in m:
+        d = json.loads(payload)
+        assert d["~"] == 'p/a"b\\c'
+        assert d["dev"]["name"] == 'mote a"b\\c' and d["dev"]["mdl"] == 'bo"ard'
+        assert d["dev"]["ids"] == ["p_a_b_c"] and d["dev"]["mf"] == "mote"
+        assert d["stat_cla"] == "measurement"
+    units = [json.loads(p)["unit_of_meas"] for _, p in m]
+    assert units == ["\u00b0C", "%", "hPa", "dBm", "s"]

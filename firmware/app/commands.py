@@ -139,12 +139,13 @@ class Commands:
             if name in self._HERE:
                 reply = getattr(self, "_cmd_" + name)(arg)
             elif name == "info":
-                reply = _info(self.node, arg)
+                reply = _info(self.node, arg, cid)  # bytes: the whole reply, ok and id in it
             elif name in self.NAMES:
                 reply = _admin(self.node, name, arg)
             else:
                 raise CommandError("unknown command: " + name)
-            reply["ok"] = True
+            if type(reply) is dict:
+                reply["ok"] = True
         except ValueError as e:  # CommandError and the validators' ValueErrors
             self.failed += 1
             if isinstance(e, CommandError) and cid is None and len(e.args) > 1:
@@ -154,12 +155,14 @@ class Commands:
             reply = None
         self.handled += 1
         out = None
-        if reply is not None:
+        if type(reply) is bytes:
+            out = reply
+        elif reply is not None:
             try:
                 if cid is not None:
                     reply["id"] = cid
                 out = json.dumps(reply)
-                reply = None  # the dict goes first: at most two copies of a large reply (info)
+                reply = None  # the dict goes first: at most two copies of a large reply (config)
                 out = out.encode()
             except MemoryError:  # a large reply that found no room
                 out = reply = None
@@ -209,11 +212,11 @@ class Commands:
         return {"led": state}
 
 
-def _info(node, arg):
+def _info(node, arg, cid):
     from app import info
 
     try:
-        return info.info(node, arg)
+        return info.info(node, arg, cid)
     finally:
         unload("app.info")
         unload("mote.stats")  # info mqtt's client counters: loaded by stats(), not needed after

@@ -4,16 +4,40 @@
 # Assistant's documented abbreviations and a "~" base topic to stay small: the client's
 # packet buffer is fixed at construction. The node imports this module after each
 # connect and forgets it again (see app.node).
+#
+# RAM: each payload is written in one go, bytes from a bytes template, with only the
+# configured values (prefix, device id, board, version) JSON-quoted: no dict, no text
+# copy to encode, and none of Home Assistant's keys becomes an interned name (a str or
+# bytes constant longer than 10 characters is not interned; the words of a dict would be,
+# for the node's life).
 import json
 
-# field -> (name, unit, device_class, diagnostic). Fields not listed get no entity.
-FIELDS = {
-    "temperature_c": ("Temperature", "°C", "temperature", False),
-    "humidity_pct": ("Humidity", "%", "humidity", False),
-    "pressure_hpa": ("Pressure", "hPa", "atmospheric_pressure", False),
-    "rssi": ("Signal", "dBm", "signal_strength", True),
-    "uptime_s": ("Uptime", "s", "duration", True),
-}
+# One line per field that becomes a sensor: field, name, unit, device class, and "d" for
+# an entity in Home Assistant's "diagnostic" category. Fields not listed get no entity.
+_SENSORS = (
+    b"temperature_c Temperature \xc2\xb0C temperature -\n"
+    b"humidity_pct Humidity % humidity -\n"
+    b"pressure_hpa Pressure hPa atmospheric_pressure -\n"
+    b"rssi Signal dBm signal_strength d\n"
+    b"uptime_s Uptime s duration d"
+)
+# The JSON-quoted values (%s with quotes) come from json.dumps; the others are the node
+# key (letters, digits, _), a field name and the table's words.
+_SENSOR = (
+    b'{"~":%s,"name":"%s","uniq_id":"%s_%s","stat_t":"~/telemetry",'
+    b'"val_tpl":"{{ value_json.%s }}","unit_of_meas":"%s","dev_cla":"%s",'
+    b'"stat_cla":"measurement","avty_t":"~/status",%s"dev":%s}'
+)
+_DIAGNOSTIC = b'"ent_cat":"diagnostic",'
+# The switch's state is the retained <p>/<id>/led, set at each connect and change
+# (app.online, app.commands): it survives Home Assistant's restarts, and a failed
+# command's reply (no "led" key) cannot break a template.
+_SWITCH = (
+    b'{"~":%s,"name":"LED","uniq_id":"%s_led","cmd_t":"~/cmd/led","stat_t":"~/led",'
+    b'"pl_on":"on","pl_off":"off","stat_on":"on","stat_off":"off",'
+    b'"avty_t":"~/status","dev":%s}'
+)
+_DEVICE = b'{"ids":["%s"],"name":%s,"mdl":%s,"sw":%s,"mf":"mote"}'
 
 
 def node_key(prefix, device_id):
@@ -22,68 +46,44 @@ def node_key(prefix, device_id):
     return "".join(c if c.isalpha() or c.isdigit() else "_" for c in s)
 
 
-def _device(key, device_id, board, version):
-    return {"ids": [key], "name": "mote " + device_id, "mdl": board, "sw": version, "mf": "mote"}
+def _q(s):
+    """s as a JSON string, in bytes."""
+    return json.dumps(s).encode()
 
 
 def messages(ha_prefix, prefix, device_id, board, version, fields, has_led=True, out=None):
     """The discovery messages as a list of (topic bytes, payload bytes); publish each
-    retained. fields: the reading's keys (only those in FIELDS become sensors). With out (a
-    function of topic and payload) each message goes there as soon as it is made instead,
-    and the list stays empty: only one payload exists at a time."""
-    key = node_key(prefix, device_id)
-    base = prefix + "/" + device_id
-    dev = _device(key, device_id, board, version)
+    retained. fields: the reading's keys (only those in the table above become sensors).
+    With out (a function of topic and payload) each message goes there as soon as it is
+    made instead, and the list stays empty: only one payload exists at a time."""
+    key = node_key(prefix, device_id).encode()
+    hp = ha_prefix.encode()
+    base = _q(prefix + "/" + device_id)
+    dev = _DEVICE % (key, _q("mote " + device_id), _q(board), _q(version))
     made = []
     for f in fields:
-        meta = FIELDS.get(f)
-        if meta is None:
-            continue
-        cfg = {
-            "~": base,
-            "name": meta[0],
-            "uniq_id": key + "_" + f,
-            "stat_t": "~/telemetry",
-            "val_tpl": "{{ value_json." + f + " }}",
-            "unit_of_meas": meta[1],
-            "dev_cla": meta[2],
-            "stat_cla": "measurement",
-            "avty_t": "~/status",
-            "dev": dev,
-        }
-        if meta[3]:
-            cfg["ent_cat"] = "diagnostic"
-        cfg = json.dumps(cfg)  # the dict, then the text go as soon as each is copied (heap)
-        cfg = cfg.encode()
-        _emit(made, out, ha_prefix + "/sensor/" + key + "/" + f + "/config", cfg)
+        f = f.encode()
+        for line in _SENSORS.split(b"\n"):
+            w = line.split(b" ")
+            if w[0] != f:
+                continue
+            diag = _DIAGNOSTIC if w[4] == b"d" else b""
+            cfg = _SENSOR % (base, w[1], key, f, f, w[2], w[3], diag, dev)
+            w = line = None  # heap: only the payload and its topic while it is sent
+            _emit(made, out, b"%s/sensor/%s/%s/config" % (hp, key, f), cfg)
+            cfg = None
+            break
     if has_led:
-        cfg = {
-            "~": base,
-            "name": "LED",
-            "uniq_id": key + "_led",
-            "cmd_t": "~/cmd/led",
-            # Retained, set at each connect and change (app.online, app.commands): the
-            # state survives Home Assistant's restarts, and a failed command's reply
-            # (no "led" key) cannot break a template.
-            "stat_t": "~/led",
-            "pl_on": "on",
-            "pl_off": "off",
-            "stat_on": "on",
-            "stat_off": "off",
-            "avty_t": "~/status",
-            "dev": dev,
-        }
-        cfg = json.dumps(cfg)
-        cfg = cfg.encode()
-        _emit(made, out, ha_prefix + "/switch/" + key + "/led/config", cfg)
+        cfg = _SWITCH % (base, key, dev)
+        _emit(made, out, b"%s/switch/%s/led/config" % (hp, key), cfg)
     return made
 
 
 def _emit(made, out, topic, payload):
     if out is None:
-        made.append((topic.encode(), payload))
+        made.append((topic, payload))
     else:
-        out(topic.encode(), payload)
+        out(topic, payload)
 
 
 def announce(node):

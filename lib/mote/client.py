@@ -20,6 +20,14 @@ from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, read_some, ticks_add, ticks_diff, ticks_ms, write_some
 from mote.topic import validate_name
 
+# Only the type checker takes this branch (tools/typecheck.py: --always-true=_TYPING); on
+# MicroPython a false const() removes it at compile time.
+_TYPING = const(0)
+if _TYPING:
+    from typing import Any
+
+    from mote.session import Session
+
 
 def _link():
     from mote import link
@@ -75,6 +83,67 @@ class MQTTClient:
 
     DEBUG = False  # umqtt.robust: print reconnect activity
     _UNLOAD = compat.MICROPYTHON  # forget mote.link once connected (mote.aio keeps it)
+
+    # The attributes mote.link.init sets, for the type checker: an annotation without a
+    # value compiles to nothing on MicroPython, and to strings in __annotations__ here.
+    client_id: "Any"
+    server: "Any"
+    port: int
+    user: "Any"
+    pswd: "Any"
+    keepalive: int
+    ssl: "Any"
+    ssl_params: "Any"
+    cb: "Any"
+    lw_topic: "Any"
+    lw_msg: "Any"
+    lw_qos: int
+    lw_retain: bool
+    sock: "Any"
+    zero_copy: bool
+    timeout_ms: int
+    _reconnect: bool
+    _backoff_ms: int
+    _backoff_max_ms: int
+    _nodelay: "Any"
+    _adapt: bool
+    _nagle: bool
+    _w_rx: int
+    _quickack: bool
+    _s: "Session"
+    _poller: "Any"
+    _want_write: bool
+    _servers: list
+    _srv: int
+    _addr: "Any"
+    _cs: int
+    _deadline: "Any"  # ticks
+    _auto: int
+    _own: bool
+    _clean: bool
+    _ever: bool
+    _fails: int
+    _next_try: "Any"  # ticks
+    _rng: int
+    _subs: list
+    _renew: bool
+    _rs: "Any"
+    _rs_pid: int
+    _rs_at: "Any"  # ticks
+    _granted: int
+    _ack_pid: int
+    _handled: int
+    _depth: int
+    _warned: bool
+    _strikes: int
+    _poison_pid: int
+    _up_at: "Any"  # ticks
+    msg_qos: int
+    msg_retain: bool
+    msg_dup: bool
+    _n: list
+    reconnects: int
+    _rtt_ms: int
 
     def __init__(
         self,
