@@ -274,12 +274,16 @@ class NodeSetup:
         if kind == "mpy":
             for src, dst in deploy.COMPILED:
                 rel = [n for n in sorted(os.listdir(os.path.join(ROOT, src))) if n.endswith(".py")]
+                # Named as the node imports them (from the root folder: "app/node.mpy",
+                # "lib/mote/client.mpy"): each module's __file__ and source name are then
+                # one short interned string, as tools/deploy.py makes them on a board.
                 bench.compile_tree(
                     mpy_cross_bin,
                     os.path.join(ROOT, src),
                     rel,
                     os.path.join(self.root, dst),
                     DEPLOY_FLAGS,
+                    load_root=dst,
                 )
             for src, dst in deploy.SOURCE + (("boards/host/board.py", "board.py"),):
                 shutil.copyfile(os.path.join(ROOT, src), os.path.join(self.root, dst))
@@ -289,22 +293,27 @@ class NodeSetup:
             )
 
     def command(self, config_path, heapsize=None, script=None):
-        """(argv, env). The script's folder becomes sys.path[0], as '' (the root folder) is
-        on a board: the path is [root, '.frozen', root/lib], an ESP32's ['', '.frozen',
-        '/lib']."""
+        """(argv, env, cwd). The .mpy and frozen layouts run in their root folder, as a
+        board runs in "/": the path is ['', '.frozen', 'lib'], an ESP32's ['', '.frozen',
+        '/lib'], so module paths (interned names) are as short as on a board. cwd None:
+        the caller's folder."""
         if self.kind == "py":
             argv, env = run_host.node_command(self.micropython, config_path, "1")
             argv = argv[:1] + argv[3:]  # without "-X heapsize=..."
             if script:
                 argv[1] = script  # firmware/ is on MICROPYPATH already
+            cwd = None
         else:
-            argv = [self.micropython, script or os.path.join(self.root, "main.py"), config_path]
-            env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(self.root, "lib"))
-            if script:
-                env["MICROPYPATH"] = self.root + ":" + env["MICROPYPATH"]
+            config_path = os.path.relpath(config_path, self.root)
+            if script:  # a probe runs instead of main.py: from the root folder too
+                shutil.copyfile(script, os.path.join(self.root, os.path.basename(script)))
+            name = os.path.basename(script) if script else "main.py"
+            argv = [self.micropython, name, config_path]
+            env = dict(os.environ, MICROPYPATH=".frozen:lib")
+            cwd = self.root
         if heapsize:
             argv[1:1] = ["-X", "heapsize=%d" % heapsize]
-        return argv, env
+        return argv, env, cwd
 
 
 class Peer:
@@ -380,11 +389,11 @@ class Node:
         self.config_path = os.path.join(self.dir, "config.json")
         with open(self.config_path, "w") as f:
             json.dump(cfg, f)
-        argv, env = setup.command(self.config_path, heapsize, script)
+        argv, env, cwd = setup.command(self.config_path, heapsize, script)
         self.lines = []
         self.proc = subprocess.Popen(
             argv + list(args),
-            cwd=self.dir,
+            cwd=cwd or self.dir,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
