@@ -886,6 +886,27 @@ def _budget_rows(data):
     return rows
 
 
+def _aio_why(data):
+    """Where mote.aio's bytes after connect() go, from this run's figures: the blocking
+    client it is built on, asyncio, and its own modules; beside mqtt_as."""
+    res = data["clients"].get("32-bit", {})
+    aio, mote, mqtt_as = res.get("mote.aio", {}), res.get("mote", {}), res.get("mqtt_as", {})
+    if not (aio.get("connect") and mote.get("connect") and mqtt_as.get("connect")):
+        return []
+    asyncio = aio.get("asyncio") or 0
+    own = aio["connect"] - mote["connect"] - asyncio
+    return [
+        f"Where mote.aio's {aio['connect']:,} B after `connect()` go (this run): the "
+        f"blocking client it is built on, {mote['connect']:,} B (its default buffers, "
+        "`rx_size` + `tx_size` + `outbox_size` = 3,328 B, are allocated once at "
+        f"construction), asyncio {asyncio:,} B, and mote.aio's own modules and task "
+        f"{own:,} B. mqtt_as keeps {mqtt_as['connect']:,} B, asyncio included: it has no "
+        "QoS 2 and no outbox, and allocates its buffers for each message instead (bytes "
+        "allocated per publish: [benchmarks.md](benchmarks.md)).",
+        "",
+    ]
+
+
 def _where_section(label, w):
     if w is None:
         return []
@@ -997,6 +1018,7 @@ def write(data, out):
 
     lines += ["## Against the design's budgets", ""]
     lines += table(["budget", "target", "measured", "verdict"], _budget_rows(data)) + [""]
+    lines += _aio_why(data)
 
     lines += ["## The clients: import, construct, connect", ""]
     lines += [

@@ -348,16 +348,16 @@ class MQTTClient:
             self._unlink()
 
     def _unlink(self, always=False):
-        # Connected (or disconnected for good): forget mote.link, so its code leaves the
-        # heap (see its opening comment).
+        # Connected (or disconnected for good): forget mote.link and the set-up halves of
+        # codec and session, so their code leaves the heap (see link's opening comment).
         if (always or self._cs == _UP) and self._UNLOAD:
             import sys
 
-            if sys.modules.pop("mote.link", None) is not None:
-                import mote
+            import mote
 
-                if "link" in mote.__dict__:
-                    delattr(mote, "link")
+            for name in ("link", "codec_setup", "session_setup"):
+                if sys.modules.pop("mote." + name, None) is not None and name in mote.__dict__:
+                    delattr(mote, name)
 
     # Receiving and keepalive ----------------------------------------------------------
 

@@ -49,9 +49,16 @@
 #   instance's table costs 96 B more); received packets are handled in one function and
 #   error messages are short, since each function and each long string is heap on a board.
 from mote import codec
-from mote.codec import Packet, ProtocolError
+from mote.codec import ProtocolError
 from mote.compat import const, ticks_diff
 from mote.topic import name_error
+
+# Only the type checker takes this branch (see mote.client).
+_TYPING = const(0)
+if _TYPING:
+    from typing import Any
+
+    from mote.codec import Packet
 
 _DISCONNECTED = const(0)
 _CONNECTING = const(1)
@@ -129,64 +136,59 @@ class Session:
     remembered until PUBREL. Error messages are short (each is a heap string on a
     board); the bad value goes with them."""
 
+    # What mote.session_setup.init sets, for the type checker: an annotation without a value
+    # compiles to nothing on MicroPython.
+    state: int
+    keepalive_ms: int
+    pkt: "Packet"
+    rx_buf: bytearray
+    rx_mv: memoryview
+    rx_end: int
+    rx_room: int
+    _rx_start: int
+    _skip: int
+    tx_buf: "Any"
+    tx_off: int
+    tx_len: int
+    _chunk: int
+    _conn: bytearray
+    _ctl: bytearray
+    _ctl_sent: int
+    _ctl_end: int
+    _x_buf: "Any"
+    _topic_ok: "Any"
+    _x_at: int
+    _rel: bytearray
+    max_inflight: int
+    _ob: bytearray
+    _s_pid: list
+    _s_off: list
+    _s_len: list
+    _s_state: bytearray
+    _s_flag: bytearray
+    _first: int
+    _count: int
+    _live: int
+    _pid: int
+    _n: list
+    _in2: list
+    _in2_rr: int
+    want_reconnect: bool
+    ping_out: bool
+    ping_at: "Any"
+    _last_tx: "Any"
+    _last_rx: "Any"
+    _bits: int
+    connack_rc: int
+    session_present: bool
+    ack_pid: int
+    drop_len: int
+    dropped: int
+
     def __init__(self, max_inflight=8, outbox_size=2048, rx_size=1024, tx_size=256, qos2_in=16):
-        if not 0 < max_inflight <= 255:
-            raise ValueError("max_inflight", max_inflight)  # out of range: 1..255
-        if rx_size < 16 or tx_size < 16 or outbox_size < 16:
-            raise ValueError("too small", min(rx_size, tx_size, outbox_size))  # under 16
-        self.state = _DISCONNECTED
-        self.keepalive_ms = 0
-        self.pkt = Packet()
-        # receive
-        self.rx_buf = bytearray(rx_size)
-        self.rx_mv = memoryview(self.rx_buf)
-        self.rx_end = 0
-        self.rx_room = rx_size
-        self._rx_start = 0
-        self._skip = 0
-        # transmit
-        self.tx_buf = None
-        self.tx_off = 0
-        self.tx_len = 0
-        self._chunk = _C_NONE
-        self._conn = bytearray()
-        self._ctl = bytearray(tx_size)
-        self._ctl_sent = 0
-        self._ctl_end = 0
-        self._x_buf = None  # a large QoS 0 payload, sent from the caller's object
-        self._topic_ok = None  # the last bytes topic found valid
-        self._x_at = 0
-        self._rel = bytearray(4)
-        # outbox
-        n = max_inflight
-        self.max_inflight = n
-        self._ob = bytearray(outbox_size)
-        self._s_pid = [0] * n
-        self._s_off = [0] * n
-        self._s_len = [0] * n
-        self._s_state = bytearray(n)
-        self._s_flag = bytearray(n)  # _F_* bits; _F_TX: a resend carries DUP
-        self._first = 0
-        self._count = 0  # slots in use, completed holes included, oldest at _first
-        self._live = 0  # unfinished flows
-        self._pid = 0
-        self._n = [0] * 6  # _N_* (above)
-        # incoming QoS 2 ids awaiting PUBREL (0 = empty)
-        self._in2 = [0] * qos2_in
-        self._in2_rr = 0  # eviction cursor (clean sessions only)
-        self.want_reconnect = False  # QoS 2 messages were deferred: see next_event
-        # keepalive
-        self.ping_out = False  # a PINGREQ awaits its PINGRESP
-        self.ping_at = 0  # now_ms when it was queued
-        self._last_tx = 0
-        self._last_rx = 0
-        self._bits = _B_CLEAN
-        # results and counters
-        self.connack_rc = 0
-        self.session_present = False
-        self.ack_pid = 0
-        self.drop_len = 0
-        self.dropped = 0  # oversize PUBLISH packets skipped
+        from mote import session_setup  # the body: see the comment opening this file
+
+        session_setup.init(self, max_inflight, outbox_size, rx_size, tx_size, qos2_in)
 
     # Connection life cycle ---------------------------------------------------------
 
@@ -367,19 +369,9 @@ class Session:
         """Queue SUBSCRIBE for a list of (filter, qos) pairs, or with unsub=True
         UNSUBSCRIBE for a list of filters; returns its packet id, or NO_ROOM while another
         of its kind is pending or the tx buffer is full. Allocates."""
-        if self.state != _CONNECTED:
-            raise ValueError("not connected", self.state)
-        size = codec.encode_subscribe(None, 0, 1, filters, unsub)  # its size (pid 1: any)
-        if size > len(self._ctl):
-            raise ValueError("too long", size)  # larger than the tx buffer
-        k = _N_UNSUB if unsub else _N_SUB
-        if self._n[k] or size > len(self._ctl) - self._ctl_end:
-            return _NO_ROOM
-        pid = self._next_pid()
-        self._ctl_end = codec.encode_subscribe(self._ctl, self._ctl_end, pid, filters, unsub)
-        self._n[k] = pid
-        self._kick()
-        return pid
+        from mote import session_setup
+
+        return session_setup.subscribe(self, filters, unsub)
 
     def sub_pending(self, unsub=False):
         """True while a SUBSCRIBE (or with unsub=True an UNSUBSCRIBE) awaits its
