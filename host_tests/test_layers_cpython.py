@@ -22,6 +22,7 @@ RANKS = (
     ("mote.session_setup", 3),
     ("mote.snapshot", 3),
     ("mote.client", 4),
+    ("mote.client_setup", 4),
     ("mote.stats", 4),
     ("mote.link", 4),
     ("mote", 4),

@@ -61,6 +61,11 @@ class MQTTClient(_Client):
         self._task = None
         self._act = ticks_ms()  # last traffic: spinning lasts spin_ms from here
         self._error = None  # why the background task ended (reconnect=False, disconnect())
+        # What the first connect() needs is loaded now, not inside it: loading code (and
+        # compiling it, from .py) would hold the event loop up (connect() forgets it
+        # again once connected).
+        _link()
+        from mote import codec_setup  # noqa: F401  (CONNECT's encoder)
 
     # Connection ---------------------------------------------------------------------
 

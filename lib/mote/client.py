@@ -84,7 +84,7 @@ class MQTTClient:
     DEBUG = False  # umqtt.robust: print reconnect activity
     _UNLOAD = compat.MICROPYTHON  # forget mote.link once connected (mote.aio keeps it)
 
-    # The attributes mote.link.init sets, for the type checker: an annotation without a
+    # The attributes mote.client_setup.init sets, for the type checker: an annotation without a
     # value compiles to nothing on MicroPython, and to strings in __annotations__ here.
     client_id: "Any"
     server: "Any"
@@ -168,7 +168,9 @@ class MQTTClient:
         backoff_max_ms=30000,
         nodelay=None,
     ):
-        _link().init(
+        from mote import client_setup
+
+        client_setup.init(
             self,
             client_id,
             server,
@@ -190,7 +192,7 @@ class MQTTClient:
             backoff_max_ms,
             nodelay,
         )
-        self._unlink(True)  # imported again by connect()
+        self._unlink(True)  # client_setup, session_setup: needed no more
 
     # umqtt-compatible set-up ----------------------------------------------------------
 
@@ -348,14 +350,15 @@ class MQTTClient:
             self._unlink()
 
     def _unlink(self, always=False):
-        # Connected (or disconnected for good): forget mote.link and the set-up halves of
-        # codec and session, so their code leaves the heap (see link's opening comment).
+        # Connected (or disconnected for good, or just built): forget mote.link and the
+        # set-up modules of client, codec and session, so their code leaves the heap (see
+        # link's opening comment).
         if (always or self._cs == _UP) and self._UNLOAD:
             import sys
 
             import mote
 
-            for name in ("link", "codec_setup", "session_setup"):
+            for name in ("link", "client_setup", "codec_setup", "session_setup"):
                 if sys.modules.pop("mote." + name, None) is not None and name in mote.__dict__:
                     delattr(mote, name)
 
