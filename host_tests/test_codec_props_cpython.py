@@ -852,3 +852,23 @@ def test_the_numbers_tests_name_are_motes_own():
 
 
 _SESSION_NAMES = ("DISCONNECTED", "CONNECTING", "CONNECTED", "ERROR", "NO_ROOM", "NOT_CONNECTED")
+
+
+def test_private_copies_in_the_set_up_modules_agree():
+    # The modules loaded only while building or connecting keep private copies of their
+    # home module's numbers (a const costs no RAM there): every copy must match.
+    from mote import client, client_setup, codec_setup, link, session, session_setup
+
+    checked = 0
+    for mod, home in (
+        (codec_setup, codec),
+        (session_setup, session),
+        (client_setup, client),
+        (link, client),
+    ):
+        for n in dir(mod):
+            v = getattr(mod, n)
+            if n[:1] == "_" and n[1:2].isupper() and type(v) is int and hasattr(home, n):
+                assert v == getattr(home, n), (mod.__name__, n)
+                checked += 1
+    assert checked >= 20
