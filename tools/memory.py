@@ -296,7 +296,8 @@ class NodeSetup:
         """(argv, env, cwd). The .mpy and frozen layouts run in their root folder, as a
         board runs in "/": the path is ['', '.frozen', 'lib'], an ESP32's ['', '.frozen',
         '/lib'], so module paths (interned names) are as short as on a board. cwd None:
-        the caller's folder."""
+        the caller's folder. The script (main.py, or a probe) runs as a module, so that
+        sys.path starts with '' as on a board."""
         if self.kind == "py":
             argv, env = run_host.node_command(self.micropython, config_path, "1")
             argv = argv[:1] + argv[3:]  # without "-X heapsize=..."
@@ -307,8 +308,11 @@ class NodeSetup:
             config_path = os.path.relpath(config_path, self.root)
             if script:  # a probe runs instead of main.py: from the root folder too
                 shutil.copyfile(script, os.path.join(self.root, os.path.basename(script)))
-            name = os.path.basename(script) if script else "main.py"
-            argv = [self.micropython, name, config_path]
+            # "-m main", not "main.py": the unix port puts a script's absolute folder first
+            # on sys.path, so each app module's __file__ would be a long absolute path (one
+            # interned name per module that a board, whose path starts with '', never has).
+            name = os.path.basename(script)[:-3] if script else "main"
+            argv = [self.micropython, "-m", name, config_path]
             env = dict(os.environ, MICROPYPATH=".frozen:lib")
             cwd = self.root
         if heapsize:
