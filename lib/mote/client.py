@@ -337,15 +337,19 @@ class MQTTClient:
         """Subscribe and wait for SUBACK. Returns the granted QoS; a refusal (0x80)
         raises MQTTException(0x80). Renewed automatically after a reconnect when the
         broker kept no session."""
+        from mote import client_setup
+
         try:
-            return _link().subscribe(self, topic, qos)
+            return client_setup.subscribe(self, topic, qos)
         finally:
             self._unlink()
 
     def unsubscribe(self, topic):
         """Unsubscribe and wait for UNSUBACK."""
+        from mote import client_setup
+
         try:
-            _link().unsubscribe(self, topic)
+            client_setup.unsubscribe(self, topic)
         finally:
             self._unlink()
 

@@ -1,12 +1,20 @@
-# mote.client_setup: MQTTClient.__init__'s body (the client's half of layer 4). Run once
-# per client: mote.client imports it to construct one and, on MicroPython, forgets it
-# again right after (with mote.link and the set-up halves of codec and session), so its
-# code does not stay in the heap, and constructing a client does not load the connection
-# machine (mote.link) either: the heap a board needs at start-up stays small.
+# mote.client_setup: MQTTClient.__init__'s body and the blocking subscribe/unsubscribe
+# exchanges (the client's half of layer 4). Run once per client, or once per
+# subscription: mote.client imports it for that and, on MicroPython, forgets it again
+# right after (with mote.link and the set-up halves of codec and session), so its code
+# does not stay in the heap. Neither constructing a client nor subscribing loads the
+# connection machine (mote.link): the heap a board needs at start-up, and while it
+# subscribes after connecting, stays small.
+import errno
+
+from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, ticks_diff, ticks_ms
 from mote.session import Session
+from mote.topic import validate_filter
 
 _DOWN = const(0)  # mote.client's connection states
+_UP = const(3)
+_WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
 
 
 def init(
@@ -126,3 +134,75 @@ def init(
     c._n = [0] * 8
     c.reconnects = 0  # automatic reconnects so far: read it without stats()' dict
     c._rtt_ms = -1
+
+
+# Subscriptions: blocking exchanges -------------------------------------------------------
+
+
+def subscribe(c, topic, qos):
+    t = validate_filter(topic)
+    if not 0 <= qos <= 2:
+        raise ValueError("QoS must be 0, 1 or 2", qos)
+    granted = retrying(c, t, qos)
+    for sub in c._subs:
+        if sub[0] == t:
+            sub[1] = qos
+            sub[2] = 0
+            break
+    else:
+        c._subs.append([t, qos, 0])
+    return granted
+
+
+def unsubscribe(c, topic):
+    t = validate_filter(topic)
+    c._subs = [x for x in c._subs if x[0] != t]
+    if c._rs is not None and c._rs[0] == t:
+        c._rs = None
+    retrying(c, t, -1)
+
+
+def sub_wait(c, t, qos):
+    # SUBSCRIBE (qos 0..2) or UNSUBSCRIBE (qos -1), then wait for its acknowledgement.
+    s = c._s
+    unsub = qos < 0
+    filters = [t] if unsub else [(t, qos)]
+    pid = s.subscribe(filters, unsub)
+    if pid < 0:
+        wait(c, lambda: not s.sub_pending(unsub), c.timeout_ms)
+        pid = s.subscribe(filters, unsub)
+    c._ack_pid = 0
+    wait(c, lambda: c._ack_pid == pid, c.timeout_ms)
+    if not unsub and c._granted == 0x80:
+        raise MQTTException(0x80)
+    return c._granted
+
+
+def retrying(c, t, qos):
+    # Run a blocking exchange; a broken connection is handled like anywhere else and the
+    # exchange tried again on the new one, within timeout_ms.
+    t0 = ticks_ms()
+    while True:
+        while c._cs != _UP:
+            left = c.timeout_ms - ticks_diff(ticks_ms(), t0)
+            if left <= 0 or not (c._reconnect and c._ever):
+                raise OSError(errno.ENOTCONN)
+            c._service(min(left, 100))
+        try:
+            return sub_wait(c, t, qos)
+        except (OSError, ProtocolError) as e:
+            c._lost(e)
+            if ticks_diff(ticks_ms(), t0) >= c.timeout_ms:
+                raise
+
+
+def wait(c, done, timeout_ms):
+    # Service until done() or timeout (OSError ETIMEDOUT). Connection errors raise.
+    t0 = ticks_ms()
+    while not done():
+        left = timeout_ms - ticks_diff(ticks_ms(), t0)
+        if left <= 0:
+            raise OSError(errno.ETIMEDOUT)
+        if c._cs != _UP:
+            raise OSError(errno.ENOTCONN)
+        c._round(min(left, _WAIT_SLICE_MS))

@@ -1,6 +1,6 @@
 # mote.link: the client's connection machine (the client's half of layer 4), as functions
 # of the MQTTClient they drive. mote.client imports it on demand (to connect, after a
-# connection broke, to subscribe or to disconnect) and, on MicroPython, forgets it again
+# connection broke or to disconnect) and, on MicroPython, forgets it again
 # once connected (a client is built by mote.client_setup, so a constructor does not load
 # this): a connected client keeps only its per-message code in
 # the heap (an imported .mpy module's code stays there while it is imported; its interned
@@ -10,7 +10,6 @@ import errno
 from mote import compat
 from mote.codec import MQTTException, ProtocolError
 from mote.compat import const, read_some, sleep_ms, ticks_add, ticks_diff, ticks_ms
-from mote.topic import validate_filter
 
 _DOWN = const(0)
 _TCP = const(1)
@@ -297,75 +296,3 @@ def failed(c, e):
         c._srv = (c._srv + 1) % n
         c._addr = None
     c._next_try = ticks_add(ticks_ms(), delay_ms(c))
-
-
-# Subscriptions: blocking exchanges -------------------------------------------------------
-
-
-def subscribe(c, topic, qos):
-    t = validate_filter(topic)
-    if not 0 <= qos <= 2:
-        raise ValueError("QoS must be 0, 1 or 2", qos)
-    granted = retrying(c, t, qos)
-    for sub in c._subs:
-        if sub[0] == t:
-            sub[1] = qos
-            sub[2] = 0
-            break
-    else:
-        c._subs.append([t, qos, 0])
-    return granted
-
-
-def unsubscribe(c, topic):
-    t = validate_filter(topic)
-    c._subs = [x for x in c._subs if x[0] != t]
-    if c._rs is not None and c._rs[0] == t:
-        c._rs = None
-    retrying(c, t, -1)
-
-
-def sub_wait(c, t, qos):
-    # SUBSCRIBE (qos 0..2) or UNSUBSCRIBE (qos -1), then wait for its acknowledgement.
-    s = c._s
-    unsub = qos < 0
-    filters = [t] if unsub else [(t, qos)]
-    pid = s.subscribe(filters, unsub)
-    if pid < 0:
-        wait(c, lambda: not s.sub_pending(unsub), c.timeout_ms)
-        pid = s.subscribe(filters, unsub)
-    c._ack_pid = 0
-    wait(c, lambda: c._ack_pid == pid, c.timeout_ms)
-    if not unsub and c._granted == 0x80:
-        raise MQTTException(0x80)
-    return c._granted
-
-
-def retrying(c, t, qos):
-    # Run a blocking exchange; a broken connection is handled like anywhere else and the
-    # exchange tried again on the new one, within timeout_ms.
-    t0 = ticks_ms()
-    while True:
-        while c._cs != _UP:
-            left = c.timeout_ms - ticks_diff(ticks_ms(), t0)
-            if left <= 0 or not (c._reconnect and c._ever):
-                raise OSError(errno.ENOTCONN)
-            c._service(min(left, 100))
-        try:
-            return sub_wait(c, t, qos)
-        except (OSError, ProtocolError) as e:
-            lost(c, e)
-            if ticks_diff(ticks_ms(), t0) >= c.timeout_ms:
-                raise
-
-
-def wait(c, done, timeout_ms):
-    # Service until done() or timeout (OSError ETIMEDOUT). Connection errors raise.
-    t0 = ticks_ms()
-    while not done():
-        left = timeout_ms - ticks_diff(ticks_ms(), t0)
-        if left <= 0:
-            raise OSError(errno.ETIMEDOUT)
-        if c._cs != _UP:
-            raise OSError(errno.ENOTCONN)
-        c._round(min(left, _WAIT_SLICE_MS))
