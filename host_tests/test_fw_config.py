@@ -239,7 +239,7 @@ def test_client_buffers_come_from_config_or_the_board_and_reach_the_client():
     from app import setup
 
     cfg, problems = _valid({"broker": {"host": "10.0.0.2"}})
-    assert (cfg["broker"]["rx_size"], cfg["broker"]["outbox_size"]) == (1024, 2048)
+    assert (cfg["broker"]["rx_size"], cfg["broker"]["outbox_size"]) == (1024, 1024)
     raw = {"broker": {"host": "10.0.0.2", "rx_size": 512}}
     cfg, problems = _valid(raw)
     config.board_defaults(cfg, raw, {"broker.rx_size": 4096, "broker.outbox_size": 8192}, problems)
@@ -250,5 +250,5 @@ def test_client_buffers_come_from_config_or_the_board_and_reach_the_client():
     cfg["sleep"] = "deep"  # the session must fit RTC memory: the outbox is capped
     assert len(setup.make_client(cfg, b"deep")._s._ob) == 1024
     cfg, problems = _valid({"broker": {"host": "10.0.0.2", "rx_size": 100, "outbox_size": "big"}})
-    assert (cfg["broker"]["rx_size"], cfg["broker"]["outbox_size"]) == (1024, 2048)
+    assert (cfg["broker"]["rx_size"], cfg["broker"]["outbox_size"]) == (1024, 1024)
     assert len(problems) == 2 and "broker.rx_size" in problems[0]

@@ -8,5 +8,7 @@ BOARD = {
     "onewire": {"pin": 3},  # 4.7 kohm pull-up to 3V3
     "dht": {"pin": 4, "type": "dht22"},
     "sensors": ["sht4x", "mcu"],
-    "defaults": {"interval_s": 60},
+    # Buffers twice a plain ESP32's (app.config's defaults): the C3's heap is larger than a plain
+    # ESP32's (about 137 KB).
+    "defaults": {"interval_s": 60, "broker.outbox_size": 2048, "offline_bytes": 4096},
 }

@@ -9,5 +9,7 @@ BOARD = {
     "onewire": {"pin": 4},  # 4.7 kohm pull-up to 3V3
     "dht": {"pin": 5, "type": "dht22"},
     "sensors": ["bme280", "mcu"],
-    "defaults": {"interval_s": 60},
+    # Buffers twice a plain ESP32's (app.config's defaults): the S3 has more RAM than a plain
+    # ESP32 (512 KB SRAM, often PSRAM).
+    "defaults": {"interval_s": 60, "broker.outbox_size": 2048, "offline_bytes": 4096},
 }

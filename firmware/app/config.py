@@ -41,10 +41,11 @@ BROKER = {
     "client_id": (_OSTR, None),
     "timeout_s": (_INT, 5, 1, 60),
     # The client's buffers, allocated once (mote's README, Client API): the largest command
-    # received whole, and room for unacknowledged QoS 1 readings. A board file's
-    # "defaults" may set them (a board with PSRAM can afford more).
+    # received whole, and room for unacknowledged QoS 1 readings. The built-in defaults
+    # (and offline_bytes') are a plain ESP32's, the smallest heap mote runs on (about
+    # 112 KB); a board file's "defaults" raises them where there is more RAM.
     "rx_size": (_INT, 1024, 256, 65536),
-    "outbox_size": (_INT, 2048, 512, 65536),
+    "outbox_size": (_INT, 1024, 512, 65536),
 }
 
 NTP = {
@@ -61,7 +62,7 @@ SCHEMA = {
     "awake_s": (_INT, 10, 1, 300),
     "ha_discovery": (_BOOL, True),
     "ha_prefix": (_STR, "homeassistant"),
-    "offline_bytes": (_INT, 4096, 0, 65536),
+    "offline_bytes": (_INT, 2048, 0, 65536),
     "watchdog_s": (_INT, 120, 0, 3600),
     "backoff_max_s": (_INT, 60, 1, 3600),
     "board": (_DICT, {}),
