@@ -230,6 +230,12 @@ class Node:
         after it: connecting and announcing (app.online, app.ha) and the rare work of the
         loop (app.admin: a deferred config write, a dropped command, the rollback of a
         config that does not connect)."""
+        import gc
+
+        # A collection here, high on the stack, frees what a collection forced deep inside
+        # the import would not (stale pointers on the stack keep garbage alive): the
+        # module's code then finds room on a small heap.
+        gc.collect()
         name = "app." + name
         mod = __import__(name, None, None, (what,))
         try:
