@@ -6,6 +6,7 @@ import test_fw_fakes as fx  # first: it puts firmware/ on sys.path
 
 # isort: split
 from app import commands
+from app import node as node_mod
 from app.commands import CommandError, parse
 
 from support import raises
@@ -264,8 +265,8 @@ def test_only_recent_ids_are_remembered():
 
 def test_ids_restored_after_reboot_are_not_run_again():
     node, _ = _node()
-    c = commands.Commands(node)
-    c.restore_keys(["reboot/#4", 5, "read/x"])
+    c = node_mod.Commands(node)  # the state a rebooted node starts with
+    commands.restore_keys(c, ["reboot/#4", 5, "read/x"])
     r = json.loads(c.handle("reboot", b'{"id": 4}'))
     assert r == {"ok": True, "duplicate": True, "id": 4}
     assert not node._reboot

@@ -22,6 +22,7 @@ TMP = "/tmp"
 ON_DEMAND = (
     "app.config",
     "app.setup",
+    "app.commands",
     "app.admin",
     "app.info",
     "app.ha",

@@ -3,9 +3,11 @@
 # argument itself (plain text, or a JSON number/string). A command that carries an id is
 # executed once: a redelivered QoS 1 copy gets the same reply again without running twice.
 #
-# RAM: ping, read and led (Home Assistant's switch) are answered here; info lives in
-# app.info and the rarely used interval, config and reboot in app.admin, each imported
-# for one command and forgotten again.
+# RAM: the node imports this module for each batch of commands and forgets it again
+# (app.node.Commands keeps the state: recent ids and counters), so its code is not in the
+# heap while the node reads, publishes or reconnects. ping, read and led (Home
+# Assistant's switch) are answered here; info lives in app.info and the rarely used
+# interval, config and reboot in app.admin, each imported for one command.
 import gc
 import json
 
@@ -62,157 +64,154 @@ def parse(payload):
     return None, text
 
 
-class Commands:
-    """The command table. node supplies what the commands act on: uptime_s(), read_now(),
-    led (hal LED), and what app.admin uses (set_interval(s), request_reboot(), cfg, raw,
-    config_path, hw, ring, client, counters)."""
+# Names answered here; info is in app.info, the others in app.admin.
+NAMES = ("ping", "read", "interval", "led", "info", "reboot", "config")
 
-    NAMES = ("ping", "read", "interval", "led", "info", "reboot", "config")
-    _HERE = ("ping", "read", "led")  # info is in app.info, the others in app.admin
 
-    def __init__(self, node):
-        self.node = node
-        self._recent = []  # [key, reply bytes or None] oldest first, at most _REMEMBER
-        self.handled = 0
-        self.duplicates = 0
-        self.failed = 0
+def handle(cmds, name, payload, retained=False):
+    """Run command name with payload (bytes). Returns the reply as JSON bytes; never
+    raises for a bad command or argument (those get {"ok": false, "error": ...}). An
+    empty payload is no command, and a retained one never runs (the broker replaying
+    an old message). With config.json's cmd_key the payload must be signed (app.sign).
+    cmds is the state the node keeps between commands (app.node.Commands)."""
+    node = cmds.node
+    cid = key = None  # key: set once the command may run (refusals are not remembered)
+    try:
+        if len(name) > _NAME_MAX:
+            raise CommandError("command name too long")
+        if not payload:
+            raise CommandError("empty payload: not a command")
+        if node.cfg["cmd_key"] is None:
+            cid, arg = parse(payload)
+        else:
+            from app import sign
 
-    # --- duplicate suppression -------------------------------------------------------
-
-    def _key(self, name, cid):
-        return name + "/" + (str(cid) if type(cid) is str else "#" + str(cid))
-
-    def _find(self, key):
-        for e in self._recent:
-            if e[0] == key:
-                return e
-        return None
-
-    def _remember(self, key, reply):
-        if len(self._recent) >= _REMEMBER:
-            self._recent.pop(0)
-        self._recent.append([key, reply])
-
-    def recent_keys(self):
-        """The remembered command keys (saved across a reboot or deep sleep)."""
-        return [e[0] for e in self._recent]
-
-    def restore_keys(self, keys):
-        """Remember keys from before a reboot: their commands count as already executed."""
-        for k in keys[-_REMEMBER:]:
-            if type(k) is str and not self._find(k):
-                self._remember(k, None)
-
-    # --- dispatch --------------------------------------------------------------------
-
-    def handle(self, name, payload, retained=False):
-        """Run command name with payload (bytes). Returns the reply as JSON bytes; never
-        raises for a bad command or argument (those get {"ok": false, "error": ...}). An
-        empty payload is no command, and a retained one never runs (the broker replaying
-        an old message). With config.json's cmd_key the payload must be signed (app.sign)."""
-        cid = key = None  # key: set once the command may run (refusals are not remembered)
-        try:
-            if len(name) > _NAME_MAX:
-                raise CommandError("command name too long")
-            if not payload:
-                raise CommandError("empty payload: not a command")
-            if self.node.cfg["cmd_key"] is None:
-                cid, arg = parse(payload)
-            else:
-                from app import sign
-
-                try:
-                    cid, arg = sign.accept(self, name, payload, retained)
-                finally:
-                    sign = None
-                    unload("app.sign")
-            if retained:
-                raise CommandError("retained command refused")
-            if cid is not None:
-                key = self._key(name, cid)
-                seen = self._find(key)
-                if seen:
-                    self.duplicates += 1
-                    if seen[1] is not None:
-                        return seen[1]
-                    return self._encode({"ok": True, "duplicate": True}, cid)
-            if name in self._HERE:
-                reply = getattr(self, "_cmd_" + name)(arg)
-            elif name == "info":
-                reply = _info(self.node, arg, cid)  # bytes: the whole reply, ok and id in it
-            elif name in self.NAMES:
-                reply = _admin(self.node, name, arg)
-            else:
-                raise CommandError("unknown command: " + name)
-            if type(reply) is dict:
-                reply["ok"] = True
-        except ValueError as e:  # CommandError and the validators' ValueErrors
-            self.failed += 1
-            if isinstance(e, CommandError) and cid is None and len(e.args) > 1:
-                cid = e.args[1]  # rejected before it ran: the reply still carries the id
-            reply = {"ok": False, "error": str(e.args[0]) if e.args else "bad argument"}
-        except MemoryError:  # a cut-up heap: the sender still learns why, the node goes on
-            reply = None
-        self.handled += 1
-        out = None
-        if type(reply) is bytes:
-            out = reply
-        elif reply is not None:
             try:
-                if cid is not None:
-                    reply["id"] = cid
-                out = json.dumps(reply)
-                reply = None  # the dict goes first: at most two copies of a large reply (config)
-                out = out.encode()
-            except MemoryError:  # a large reply that found no room
-                out = reply = None
-        if out is None:
-            self.failed += 1
-            gc.collect()
-            out = self._encode({"ok": False, "error": "out of memory"}, cid)
-        if key is not None:
-            self._remember(key, out if len(out) <= _KEEP_REPLY else None)
-        return out
-
-    def _encode(self, reply, cid):
+                cid, arg = sign.accept(cmds, name, payload, retained)
+            finally:
+                sign = None
+                unload("app.sign")
+        if retained:
+            raise CommandError("retained command refused")
         if cid is not None:
-            reply["id"] = cid
-        return json.dumps(reply).encode()
+            key = _key(name, cid)
+            seen = find(cmds, key)
+            if seen:
+                cmds.duplicates += 1
+                if seen[1] is not None:
+                    return seen[1]
+                return _encode({"ok": True, "duplicate": True}, cid)
+        if name == "ping":
+            reply = {"pong": True, "uptime_s": node.uptime_s()}
+        elif name == "read":
+            reading = node.read_now()
+            reply = {"seq": reading["seq"], "reading": reading}
+        elif name == "led":
+            reply = _led(node, arg)
+        elif name == "info":
+            reply = _info(node, arg, cid)  # bytes: the whole reply, ok and id in it
+        elif name in NAMES:
+            reply = _admin(node, name, arg)
+        else:
+            raise CommandError("unknown command: " + name)
+        if type(reply) is dict:
+            reply["ok"] = True
+    except ValueError as e:  # CommandError and the validators' ValueErrors
+        cmds.failed += 1
+        if isinstance(e, CommandError) and cid is None and len(e.args) > 1:
+            cid = e.args[1]  # rejected before it ran: the reply still carries the id
+        reply = {"ok": False, "error": str(e.args[0]) if e.args else "bad argument"}
+    except MemoryError:  # a cut-up heap: the sender still learns why, the node goes on
+        reply = None
+    cmds.handled += 1
+    out = None
+    if type(reply) is bytes:
+        out = reply
+    elif reply is not None:
+        try:
+            if cid is not None:
+                reply["id"] = cid
+            out = json.dumps(reply)
+            reply = None  # the dict goes first: at most two copies of a large reply (config)
+            out = out.encode()
+        except MemoryError:  # a large reply that found no room
+            out = reply = None
+    if out is None:
+        cmds.failed += 1
+        gc.collect()
+        out = _encode({"ok": False, "error": "out of memory"}, cid)
+    if key is not None:
+        _remember(cmds, key, out if len(out) <= _KEEP_REPLY else None)
+    return out
 
-    # --- the commands ----------------------------------------------------------------
 
-    def _cmd_ping(self, arg):
-        return {"pong": True, "uptime_s": self.node.uptime_s()}
+# --- duplicate suppression -----------------------------------------------------------
 
-    def _cmd_read(self, arg):
-        reading = self.node.read_now()
-        return {"seq": reading["seq"], "reading": reading}
 
-    def _cmd_led(self, arg):
-        led = self.node.led
-        if arg is not None:
-            if type(arg) is not str:
-                raise CommandError("led takes on, off or toggle")
-            a = arg.strip().lower()
-            if a == "on":
-                led.on()
-            elif a == "off":
-                led.off()
-            elif a == "toggle":
-                led.toggle()
-            else:
-                raise CommandError("led takes on, off or toggle")
-        state = "on" if led.value() else "off"
-        if arg is not None:
-            try:  # the state topic Home Assistant's switch follows, retained
-                n = self.node
-                n._publish((n.base + "/led").encode(), state.encode(), True, 1)
-            except OSError:
-                pass  # published again at the next connect (app.online)
-        return {"led": state}
+def _key(name, cid):
+    return name + "/" + (str(cid) if type(cid) is str else "#" + str(cid))
+
+
+def find(cmds, key):
+    """The remembered [key, reply bytes or None] for key, or None."""
+    for e in cmds.recent:
+        if e[0] == key:
+            return e
+    return None
+
+
+def seen(cmds, name, cid):
+    """Whether command name with id cid ran already (app.sign: a redelivery)."""
+    return find(cmds, _key(name, cid)) is not None
+
+
+def _remember(cmds, key, reply):
+    if len(cmds.recent) >= _REMEMBER:
+        cmds.recent.pop(0)
+    cmds.recent.append([key, reply])
+
+
+def restore_keys(cmds, keys):
+    """Remember keys from before a reboot: their commands count as already executed."""
+    for k in keys[-_REMEMBER:]:
+        if type(k) is str and not find(cmds, k):
+            _remember(cmds, k, None)
+
+
+def _encode(reply, cid):
+    if cid is not None:
+        reply["id"] = cid
+    return json.dumps(reply).encode()
+
+
+# --- the commands ----------------------------------------------------------------------
+
+
+def _led(node, arg):
+    led = node.led
+    if arg is not None:
+        if type(arg) is not str:
+            raise CommandError("led takes on, off or toggle")
+        a = arg.strip().lower()
+        if a == "on":
+            led.on()
+        elif a == "off":
+            led.off()
+        elif a == "toggle":
+            led.toggle()
+        else:
+            raise CommandError("led takes on, off or toggle")
+    state = "on" if led.value() else "off"
+    if arg is not None:
+        try:  # the state topic Home Assistant's switch follows, retained
+            node._publish((node.base + "/led").encode(), state.encode(), True, 1)
+        except OSError:
+            pass  # published again at the next connect (app.online)
+    return {"led": state}
 
 
 def _info(node, arg, cid):
+    gc.collect()  # as Node._aside does before loading a module: room for its code
     from app import info
 
     try:
@@ -223,6 +222,7 @@ def _info(node, arg, cid):
 
 
 def _admin(node, name, arg):
+    gc.collect()
     from app import admin
 
     try:

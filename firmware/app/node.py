@@ -12,9 +12,9 @@
 # (app.admin) and the deep-sleep cycle (app.deep) are imported when needed and, except
 # app.deep, forgotten again after use (hal.unload): each imported .mpy module costs heap
 # for as long as it stays imported.
+import gc
 import json
 
-from app import commands as commands_mod
 from app import offline, telemetry
 from app.log import log
 from app.log import tick as _log_tick
@@ -33,6 +33,35 @@ _DEEP_RING_BYTES = const(768)  # offline ring in deep-sleep mode: must fit RTC m
 # after this many failed connects, or this long without one (WiFi that never joins).
 _TRIAL_TRIES = const(5)
 _TRIAL_S = const(300)
+
+
+class Commands:
+    """What the node keeps between commands: the recent ids (duplicate suppression, see
+    app.commands) and counters. The code that runs commands, app.commands, is imported
+    for each batch of them and forgotten again: it is not in the heap while the node
+    reads, publishes or reconnects."""
+
+    def __init__(self, node):
+        self.node = node
+        self.recent = []  # [key, reply bytes or None], oldest first
+        self.handled = 0
+        self.duplicates = 0
+        self.failed = 0
+
+    def handle(self, name, payload, retained=False):
+        """One command's reply (app.commands.handle, imported for it)."""
+        gc.collect()  # as Node._aside does: room for the module's code
+        from app import commands
+
+        try:
+            return commands.handle(self, name, payload, retained)
+        finally:
+            commands = None
+            unload("app.commands")
+
+    def recent_keys(self):
+        """The remembered command keys (saved across a reboot or deep sleep)."""
+        return [e[0] for e in self.recent]
 
 
 class Node:
@@ -87,7 +116,7 @@ class Node:
         if self.deep and ring_bytes > _DEEP_RING_BYTES:
             ring_bytes = _DEEP_RING_BYTES
         self.ring = offline.Ring(ring_bytes)
-        self.commands = commands_mod.Commands(self)
+        self.commands = Commands(self)
         self.seq = 0
         self._secs = 0  # node time: whole seconds since boot (or since power-on, deep mode)
         self._ms = 0  # and the milliseconds below a second
@@ -230,8 +259,6 @@ class Node:
         after it: connecting and announcing (app.online, app.ha) and the rare work of the
         loop (app.admin: a deferred config write, a dropped command, the rollback of a
         config that does not connect)."""
-        import gc
-
         # A collection here, high on the stack, frees what a collection forced deep inside
         # the import would not (stale pointers on the stack keep garbage alive): the
         # module's code then finds room on a small heap.
@@ -364,11 +391,24 @@ class Node:
     # --- commands ----------------------------------------------------------------------
 
     def run_commands(self):
-        """Answer every queued command on <p>/<id>/reply/<name>."""
+        """Answer every queued command on <p>/<id>/reply/<name> (app.commands, imported
+        for the batch and forgotten after it)."""
+        if not self._inbox:
+            return
+        gc.collect()  # as _aside does: room for the module's code
+        from app import commands
+
+        try:
+            self._answer(commands)
+        finally:
+            commands = None
+            unload("app.commands")
+
+    def _answer(self, commands):
         while self._inbox:
             self.hw.system.wdt_feed()
             name, payload, retained = self._inbox.pop(0)
-            reply = self.commands.handle(name, payload, retained)
+            reply = commands.handle(self.commands, name, payload, retained)
             if len(reply) <= 160:
                 log("command", name, "->", reply.decode())
             else:  # info, config: not copied once more for the console (heap)

@@ -156,7 +156,11 @@ def _rtc_restore(node):
         node.seq = int(head.get("seq", 0))
         node.cmd_t = int(head.get("ct", 0))
         node._fresh_boot = False
-        node.commands.restore_keys(head.get("ids", []))
+        from app import commands
+
+        commands.restore_keys(node.commands, head.get("ids", []))
+        commands = None
+        unload("app.commands")
         if node.deep and head.get("deep"):
             node._secs = int(head.get("up", 0))
             node.interval_s = int(head.get("iv", node.interval_s))

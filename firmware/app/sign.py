@@ -9,7 +9,7 @@ import json
 from binascii import hexlify
 from hashlib import sha256
 
-from app.commands import CommandError
+from app.commands import CommandError, seen
 from app.telemetry import wall_time_s
 from mote.compat import const
 
@@ -94,7 +94,7 @@ def accept(cmds, name, payload, retained=False):
         if k != "id" and k != "t" and k != "arg":
             raise CommandError("unknown field in command object: " + str(k)[:32], cid)
     arg = env.get("arg")
-    if retained or cmds._find(cmds._key(name, cid)):
+    if retained or seen(cmds, name, cid):
         return cid, arg
     if t <= node.cmd_t:
         raise CommandError("replayed or stale command", cid)
