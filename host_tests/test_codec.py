@@ -167,6 +167,14 @@ def test_decode_at_an_offset():
     assert decode(data, 2, 6, p) == 4 and p.pid == 7
 
 
+def test_a_non_minimal_remaining_length_is_accepted():
+    # MQTT 3.1.1 section 2.2.3 does not demand the shortest length field (only MQTT 5
+    # does, MQTT-1.5.5-1), as the spec decoder in host_tests also reads it.
+    p = Packet()
+    assert decode(hexb("b0 82 00 0130"), 0, 5, p) == 5
+    assert (p.type, p.hdr_len, p.rem_len, p.pid) == (11, 3, 2, 0x130)
+
+
 # Malformed input: one error type, a message naming the rule ------------------------
 
 

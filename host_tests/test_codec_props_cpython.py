@@ -142,7 +142,8 @@ def check_packet(pkt, start, n):
         assert pkt.codes_off + pkt.codes_len == end
         assert 1 <= pkt.pid <= 65535
     elif pkt.type in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
-        assert 1 <= pkt.pid <= 65535 and n == 4
+        # rem_len, not n: 3.1.1 allows a longer (non-minimal) length field
+        assert 1 <= pkt.pid <= 65535 and pkt.rem_len == 2
     else:
         assert pkt.type in (CONNACK, mqttconst.PINGRESP)
 
