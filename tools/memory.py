@@ -490,6 +490,23 @@ def _check(node, peer, sent, reply_timeout_s):
     return None
 
 
+def node_buffers():
+    """The buffer sizes the measured node runs with: app.config's built-in defaults (the
+    host board's file sets none), a plain ESP32's: {"rx_size", "outbox_size",
+    "offline_bytes"}."""
+    sys.path.insert(0, os.path.join(ROOT, "firmware"))
+    sys.path.insert(0, os.path.join(ROOT, "lib"))
+    try:
+        from app import config
+    finally:
+        del sys.path[:2]
+    return {
+        "rx_size": config.BROKER["rx_size"][1],
+        "outbox_size": config.BROKER["outbox_size"][1],
+        "offline_bytes": config.SCHEMA["offline_bytes"][1],
+    }
+
+
 def node_trial(setup, port, workdir, heapsize, seconds):
     peer = node = None
     try:
@@ -1047,6 +1064,14 @@ def write(data, out):
         "with two boards' heaps for scale:",
         "",
     ]
+    nb = data.get("node_buffers")
+    if nb:
+        lines[-1:-1] = [
+            "The node runs with app.config's built-in buffer defaults, which are a plain "
+            f"ESP32's: the client's `rx_size` {nb['rx_size']:,} B and `outbox_size` "
+            f"{nb['outbox_size']:,} B, and an offline ring of {nb['offline_bytes']:,} B.",
+            "",
+        ]
     lines += table(["`-X heapsize`", "what"], _heap_rows(data)) + [""]
     f = data.get("faults")
     if f:
@@ -1201,6 +1226,7 @@ def main(argv=None):
                             % (sum(x[1] for x in w["imports"]), w["client"][0], w["run"][0])
                         )
         if "node" in only:
+            data["node_buffers"] = node_buffers()
             log(
                 "node: bisecting the smallest heap for %s in parallel, %d s per passing run"
                 % (", ".join(setups), args.node_seconds)
