@@ -10,9 +10,10 @@
 # (getaddrinfo has no non-blocking form); it runs at most once per attempt, and the address
 # is kept for the next one until a TCP connect to it fails.
 #
-# The machine itself (and the blocking subscribe/unsubscribe/disconnect exchanges) lives in
-# mote.link, imported when needed and, on MicroPython, forgotten again once connected: a
-# connected client keeps only its per-message code in the heap.
+# The machine itself (and the blocking disconnect) lives in mote.link, the constructor's
+# body and the blocking subscribe/unsubscribe exchanges in mote.client_setup; each is
+# imported when needed and, on MicroPython, forgotten again once connected: a connected
+# client keeps only its per-message code in the heap.
 import errno
 
 from mote import compat
