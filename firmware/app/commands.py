@@ -95,11 +95,11 @@ def handle(cmds, name, payload, retained=False):
             raise CommandError("retained command refused")
         if cid is not None:
             key = _key(name, cid)
-            seen = find(cmds, key)
-            if seen:
+            prev = find(cmds, key)
+            if prev:
                 cmds.duplicates += 1
-                if seen[1] is not None:
-                    return seen[1]
+                if prev[1] is not None:
+                    return prev[1]
                 return _encode({"ok": True, "duplicate": True}, cid)
         if name == "ping":
             reply = {"pong": True, "uptime_s": node.uptime_s()}
