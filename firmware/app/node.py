@@ -8,10 +8,10 @@
 # Everything it calls catches only what it can handle.
 #
 # RAM: only what every loop pass needs is here. Boot (app.setup, app.config), connecting
-# and announcing (app.online, app.ha), NTP (app.clock), the rarely used commands
-# (app.admin) and the deep-sleep cycle (app.deep) are imported when needed and, except
-# app.deep, forgotten again after use (hal.unload): each imported .mpy module costs heap
-# for as long as it stays imported.
+# and announcing (app.online, app.ha), NTP (app.clock), the commands (app.commands, per
+# batch; app.admin for the rare ones) and the deep-sleep cycle (app.deep) are imported
+# when needed and, except app.deep, forgotten again after use (hal.unload): each imported
+# .mpy module costs heap for as long as it stays imported.
 import gc
 import json
 
