@@ -265,7 +265,7 @@ def test_only_recent_ids_are_remembered():
 
 def test_ids_restored_after_reboot_are_not_run_again():
     node, _ = _node()
-    c = node_mod.Commands(node)  # the state a rebooted node starts with
+    c = node.commands = node_mod.Commands(node)  # the state a rebooted node starts with
     commands.restore_keys(c, ["reboot/#4", 5, "read/x"])
     r = json.loads(c.handle("reboot", b'{"id": 4}'))
     assert r == {"ok": True, "duplicate": True, "id": 4}

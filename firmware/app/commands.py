@@ -11,6 +11,8 @@
 import gc
 import json
 
+from app.log import log
+from app.node import _describe
 from hal import unload
 from mote.compat import const
 
@@ -68,13 +70,31 @@ def parse(payload):
 NAMES = ("ping", "read", "interval", "led", "info", "reboot", "config")
 
 
-def handle(cmds, name, payload, retained=False):
+def answer(node):
+    """Answer every command queued in node._inbox on <p>/<id>/reply/<name>."""
+    while node._inbox:
+        node.hw.system.wdt_feed()
+        name, payload, retained = node._inbox.pop(0)
+        reply = handle(node, name, payload, retained)
+        if len(reply) <= 160:
+            log("command", name, "->", reply.decode())
+        else:  # info, config: not copied once more for the console (heap)
+            log("command", name, "->", len(reply), "bytes of reply")
+        # Also while the link is down: at QoS 1 the client keeps the reply in its outbox
+        # and sends it once reconnected (a command can arrive just before a loss).
+        try:
+            node._publish((node._reply_prefix + name).encode(), reply, False, 1)
+        except OSError as e:
+            log("reply failed:", _describe(e))
+
+
+def handle(node, name, payload, retained=False):
     """Run command name with payload (bytes). Returns the reply as JSON bytes; never
     raises for a bad command or argument (those get {"ok": false, "error": ...}). An
     empty payload is no command, and a retained one never runs (the broker replaying
     an old message). With config.json's cmd_key the payload must be signed (app.sign).
-    cmds is the state the node keeps between commands (app.node.Commands)."""
-    node = cmds.node
+    The state kept between commands is node.commands (app.node.Commands)."""
+    cmds = node.commands
     cid = key = None  # key: set once the command may run (refusals are not remembered)
     try:
         if len(name) > _NAME_MAX:

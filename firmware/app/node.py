@@ -50,14 +50,7 @@ class Commands:
 
     def handle(self, name, payload, retained=False):
         """One command's reply (app.commands.handle, imported for it)."""
-        gc.collect()  # as Node._aside does: room for the module's code
-        from app import commands
-
-        try:
-            return commands.handle(self, name, payload, retained)
-        finally:
-            commands = None
-            unload("app.commands")
+        return self.node._aside("commands", "handle", name, payload, retained)
 
     def recent_keys(self):
         """The remembered command keys (saved across a reboot or deep sleep)."""
@@ -254,11 +247,11 @@ class Node:
         if self.cfg["ha_discovery"]:
             self._aside("ha", "announce")
 
-    def _aside(self, name, what):
-        """Function what(self) of module app.<name>, imported for the call and forgotten
-        after it: connecting and announcing (app.online, app.ha) and the rare work of the
-        loop (app.admin: a deferred config write, a dropped command, the rollback of a
-        config that does not connect)."""
+    def _aside(self, name, what, *args):
+        """Function what(self, *args) of module app.<name>, imported for the call and
+        forgotten after it: connecting and announcing (app.online, app.ha), commands
+        (app.commands) and the rare work of the loop (app.admin: a deferred config write,
+        a dropped command, the rollback of a config that does not connect)."""
         # A collection here, high on the stack, frees what a collection forced deep inside
         # the import would not (stale pointers on the stack keep garbage alive): the
         # module's code then finds room on a small heap.
@@ -266,7 +259,7 @@ class Node:
         name = "app." + name
         mod = __import__(name, None, None, (what,))
         try:
-            return getattr(mod, what)(self)
+            return getattr(mod, what)(self, *args)
         finally:
             mod = None
             unload(name)
@@ -391,34 +384,10 @@ class Node:
     # --- commands ----------------------------------------------------------------------
 
     def run_commands(self):
-        """Answer every queued command on <p>/<id>/reply/<name> (app.commands, imported
-        for the batch and forgotten after it)."""
-        if not self._inbox:
-            return
-        gc.collect()  # as _aside does: room for the module's code
-        from app import commands
-
-        try:
-            self._answer(commands)
-        finally:
-            commands = None
-            unload("app.commands")
-
-    def _answer(self, commands):
-        while self._inbox:
-            self.hw.system.wdt_feed()
-            name, payload, retained = self._inbox.pop(0)
-            reply = commands.handle(self.commands, name, payload, retained)
-            if len(reply) <= 160:
-                log("command", name, "->", reply.decode())
-            else:  # info, config: not copied once more for the console (heap)
-                log("command", name, "->", len(reply), "bytes of reply")
-            # Also while the link is down: at QoS 1 the client keeps the reply in its outbox
-            # and sends it once reconnected (a command can arrive just before a loss).
-            try:
-                self._publish((self._reply_prefix + name).encode(), reply, False, 1)
-            except OSError as e:
-                log("reply failed:", _describe(e))
+        """Answer every queued command on <p>/<id>/reply/<name> (app.commands.answer,
+        imported for the batch and forgotten after it)."""
+        if self._inbox:
+            self._aside("commands", "answer")
 
     def set_interval(self, s):
         self.interval_s = s
