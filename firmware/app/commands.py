@@ -131,7 +131,7 @@ def handle(node, name, payload, retained=False):
         elif name == "info":
             reply = _info(node, arg, cid)  # bytes: the whole reply, ok and id in it
         elif name in NAMES:
-            reply = _admin(node, name, arg)
+            reply = node._aside("admin", "run", name, arg)
         else:
             raise CommandError("unknown command: " + name)
         if type(reply) is dict:
@@ -231,21 +231,7 @@ def _led(node, arg):
 
 
 def _info(node, arg, cid):
-    gc.collect()  # as Node._aside does before loading a module: room for its code
-    from app import info
-
     try:
-        return info.info(node, arg, cid)
+        return node._aside("info", "info", arg, cid)
     finally:
-        unload("app.info")
         unload("mote.stats")  # info mqtt's client counters: loaded by stats(), not needed after
-
-
-def _admin(node, name, arg):
-    gc.collect()
-    from app import admin
-
-    try:
-        return admin.run(node, name, arg)
-    finally:
-        unload("app.admin")
