@@ -46,6 +46,12 @@ def run(cmd, env=None):
     return proc.returncode, lines, time.monotonic() - t0
 
 
+def failures(lines):
+    """The lines that name a failed test: pytest's short summary (FAILED/ERROR) and
+    mprun.py's FAIL lines, so that the end of the output says which tests failed."""
+    return [ln.rstrip() for ln in lines if re.match(r"(FAILED|ERROR|FAIL) ", ln)]
+
+
 def counts(lines, pattern):
     got = {"passed": 0, "failed": 0, "skipped": 0, "error": 0, "errors": 0}
     for line in reversed(lines):
@@ -79,7 +85,7 @@ def main():
         c = counts(lines, r"(passed|failed|no tests ran)")
         if rc not in (0, 5) and not c["failed"]:
             c["failed"] = 1  # pytest itself failed (collection, internal error, CI preflight)
-        results["cpython"] = (c, secs)
+        results["cpython"] = (c, secs, failures(lines))
     for name, interp, heapsize in MPRUN:
         if not do_mp[interp]:
             continue
@@ -90,7 +96,7 @@ def main():
                     "FAIL %s: %s (CI=true: a missing interpreter fails the run)" % (name, reason)
                 )
                 problems.append("%s: %s" % (name, reason))
-                results[name] = ({"passed": 0, "failed": 1, "skipped": 0}, 0.0)
+                results[name] = ({"passed": 0, "failed": 1, "skipped": 0}, 0.0, [])
             else:
                 print("SKIP %s: %s" % (name, reason))
             continue
@@ -99,11 +105,14 @@ def main():
         c = counts(lines, r"^micropython(32)?:")
         if rc != 0 and not c["failed"]:
             c["failed"] = 1  # crashed before printing its count
-        results[name] = (c, secs)
+        results[name] = (c, secs, failures(lines))
 
     total = {"passed": 0, "failed": 0, "skipped": 0}
     print()
-    for name, (c, secs) in results.items():
+    for name, (_c, _secs, failed) in results.items():
+        for line in failed[:20]:
+            print("%s: %s" % (name, line[:300]))
+    for name, (c, secs, _failed) in results.items():
         print(
             "%-21s %d passed, %d failed, %d skipped (%.1f s)"
             % (name + ":", c["passed"], c["failed"], c["skipped"], secs)
