@@ -517,3 +517,81 @@ def test_a_raising_callback_keeps_the_connection_and_messages_ends_on_disconnect
     assert any("the message callback raised" in x and "ValueError" in x for x in lines), out
     assert "GOT [b'one', b'two'] True" in lines, out
     assert "SEEN [b'last']" in lines and lines[-1] == "DONE", out
+
+
+WAKE_AFTER_READY = """
+import asyncio
+import socket
+from mote.compat import ticks_diff, ticks_ms
+from mote.compat_aio import Waiter, sleep_ms
+
+P = PARAMS
+CONNECT = b"\\x10\\x0d\\x00\\x04MQTT\\x04\\x02\\x00\\x3c\\x00\\x01w"
+PINGREQ = b"\\xc0\\x00"
+w = Waiter()
+runs = [0]
+
+
+async def parked(sock):
+    await w.park(sock, False, 5000)
+    w.done()
+    runs[0] += 1
+
+
+async def waker():
+    w.wake()
+
+
+def spin(ms):
+    t = ticks_ms()
+    while ticks_diff(ticks_ms(), t) < ms:
+        pass
+
+
+def drain(sock, n):
+    got = b""
+    t = ticks_ms()
+    while len(got) < n and ticks_diff(ticks_ms(), t) < 2000:
+        try:
+            got += sock.recv(n - len(got)) or b""
+        except OSError:
+            pass
+    return got
+
+
+async def main():
+    s = socket.socket()
+    s.connect(socket.getaddrinfo(P["host"], P["port"])[0][-1])
+    s.send(CONNECT)
+    print("CONNACK", drain(s, 4) == b"\\x20\\x02\\x00\\x00")
+    s.setblocking(False)
+    for i in range(10):
+        asyncio.create_task(parked(s))
+        await sleep_ms(0)  # the task parks on the socket
+        asyncio.create_task(waker())  # queued now: ahead of the socket's wake-up below
+        s.send(PINGREQ)
+        spin(5)  # the PINGRESP arrives: the next poll wakes the parked task
+        await sleep_ms(0)  # then the waker runs first and wakes it once more
+        await sleep_ms(20)
+        if drain(s, 2) != b"\\xd0\\x00" or runs[0] != i + 1:
+            print("ROUND", i, "runs", runs[0])
+            break
+    print("RUNS", runs[0])
+    s.close()
+    print("DONE")
+
+
+asyncio.run(main())
+"""
+
+
+@scenario.interp_param(scenario.ALL_INTERPRETERS)
+def test_a_wake_after_the_socket_woke_the_task_runs_it_once(interp, broker):
+    # Waiter.wake() (the ticker at a deadline, or a publish from another task) on a task its
+    # socket has already woken but that has not run yet must not queue it a second time: a
+    # task twice in MicroPython's task queue corrupts its pairing heap (the VM crashed with
+    # SIGSEGV in task_queue_pop, about once in 10 runs of the aio soak).
+    rc, out = scenario.run(interp, WAKE_AFTER_READY, {"host": "127.0.0.1", "port": broker.port})
+    assert rc == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "CONNACK True" and "RUNS 10" in lines and lines[-1] == "DONE", out

@@ -88,8 +88,11 @@ if MICROPYTHON:
         def wake(self):
             """End the park under way now (its socket is about to close, or has work)."""
             t = self._task
-            if t is not None:
-                self._task = None
+            self._task = None
+            # Only while the task still waits on the I/O queue (which set its data to
+            # itself): once its socket has woken it, the task is queued to run already, and
+            # a task queued twice corrupts the task queue's heap (the VM crashes).
+            if t is not None and t.data is core._io_queue:
                 core._io_queue.remove(t)
                 core._task_queue.push(t)
 
