@@ -640,3 +640,51 @@ def test_refused_credentials_raise_mqttexception_with_the_return_code(interp, br
     lines = ok_run(interp, AUTH, params(broker, interp, "auth"))
     # mosquitto 2 answers a bad password and a missing one alike: 5, not authorized.
     assert lines == ["wrong REFUSED int 5", "none REFUSED int 5", "right SP False"], lines
+
+
+# -- reads per message -------------------------------------------------------------------
+
+READS = """
+from mote import MQTTClient
+
+
+class Counting:
+    # The client's socket, counting its reads.
+    def __init__(self, sock):
+        self.sock = sock
+        self.reads = 0
+
+    def recv_into(self, mv, n):
+        self.reads += 1
+        return self.sock.recv_into(mv, n)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+got = []
+c = MQTTClient(PARAMS["cid"], PARAMS["host"], PARAMS["port"])
+c.set_callback(lambda t, m: got.append(m))
+c.connect()
+t = PARAMS["topic"].encode()
+c.subscribe(t)
+c.sock = Counting(c.sock)
+n = 50
+for i in range(n):
+    c.publish(t, b"m%d" % i)
+    while len(got) <= i:
+        c.wait_msg()
+print("READS", c.sock.reads, "MESSAGES", len(got))
+c.disconnect()
+"""
+
+
+def test_a_message_that_wakes_wait_msg_costs_at_most_two_reads(broker):
+    # One read that finds nothing, then (after the poll) the one that gets the message: a
+    # short read on a plain socket that leaves nothing unhandled ends the round, where a
+    # third read would only have said "nothing more" (each read is a system call, on a
+    # board a trip through lwIP). Before: 3 reads per message.
+    lines = ok_run("cpython", READS, params(broker, "cpython", "reads"))
+    words = lines_with(lines, "READS")[0].split()
+    reads, messages = int(words[1]), int(words[3])
+    assert messages == 50 and reads <= 2 * messages, lines

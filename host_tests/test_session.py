@@ -384,6 +384,20 @@ def test_snapshot_round_trip_restores_outbox_ids_and_qos2_table():
     assert events(r, hexb("3c 06 0001 74 0009 78")) == []
 
 
+def test_a_snapshot_loads_from_a_memoryview_or_bytes_too():
+    # RTC memory and file reads hand over a memoryview or bytes, not a bytearray.
+    s = connected()
+    s.publish(b"t/1", b"one", 1)
+    drain(s)
+    buf = bytearray(128)
+    n = snapshot.save(s, buf)
+    for given in (memoryview(buf), bytes(buf)):
+        r = Session()
+        r.set_connect("mote-test", False)
+        snapshot.load(r, given, n)
+        assert r.pending() == 1
+
+
 def test_corrupt_or_foreign_snapshots_are_rejected_and_change_nothing():
     s = connected()
     s.publish(b"t", b"x", 1)

@@ -134,17 +134,21 @@ class _RelativeTrees:
         return ":".join(p if p == ".frozen" else os.path.relpath(p, self.workdir) for p in entries)
 
 
-def client_ram(micropython, trees, workdir, client="mote", brk=None, timeout_s=60.0):
+def client_ram(
+    micropython, trees, workdir, client="mote", brk=None, timeout_s=60.0, heapsize=ESP32_HEAP
+):
     """Bytes allocated (gc.mem_alloc() after gc.collect(), from before the import) after
     importing the client, after constructing it with its default buffers, and, with a
     broker, after connect(): {"import", "construct"[, "connect"][, "asyncio"]}. Runs
-    tools/bench/mp's "ram" scenario in one MicroPython process; RunError if it fails."""
+    tools/bench/mp's "ram" scenario in one MicroPython process (heapsize: -X heapsize, a
+    plain ESP32's by default, whose size picks mote's small-heap defaults; None: the VM's
+    own default); RunError if it fails."""
     rel = trees if isinstance(trees, _RelativeTrees) else _RelativeTrees(trees, workdir)
     runner = bench.Runner(micropython, rel, brk or _NoBroker(), workdir, None)
     cfg = {"scen": "ram"}
     if brk is None:
         cfg["no_connect"] = True
-    return runner.run(client, cfg, mode="mpy", timeout_s=timeout_s)
+    return runner.run(client, cfg, mode="mpy", timeout_s=timeout_s, heapsize=heapsize)
 
 
 def measure_clients(vms, trees, frozen, brk, work, available, runs):
@@ -947,11 +951,11 @@ def _aio_why(data):
     return [
         f"Where mote.aio's {aio['connect']:,} B after `connect()` go (this run): the "
         f"blocking client it is built on, {mote['connect']:,} B (its default buffers, "
-        "`rx_size` + `tx_size` + `outbox_size` = 3,328 B, are allocated once at "
-        f"construction), asyncio {asyncio:,} B, and mote.aio's own modules and task "
-        f"{own:,} B. mqtt_as keeps {mqtt_as['connect']:,} B, asyncio included: it has no "
-        "QoS 2 and no outbox, and allocates its buffers for each message instead (bytes "
-        "allocated per publish: [benchmarks.md](benchmarks.md)).",
+        f"`rx_size` + `tx_size` + `outbox_size` = {mote.get('buffers', 0):,} B at this heap "
+        f"size, are allocated once at construction), asyncio {asyncio:,} B, and mote.aio's "
+        f"own modules and task {own:,} B. mqtt_as keeps {mqtt_as['connect']:,} B, asyncio "
+        "included: it has no QoS 2 and no outbox, and allocates its buffers for each "
+        "message instead (bytes allocated per publish: [benchmarks.md](benchmarks.md)).",
         "",
     ]
 
@@ -1074,7 +1078,15 @@ def write(data, out):
         "Bytes in use after `from ... import MQTTClient`, then after constructing the client "
         "with its default buffers (keepalive 60 s), then after `connect()` to a local "
         "mosquitto; each figure counts from before the import (tools/bench's `ram` scenario, "
-        "in a fresh process, the same in two runs).",
+        "in a fresh process, the same in two runs). Both VMs run it with `-X heapsize="
+        f"{ESP32_HEAP}`, a plain ESP32's heap, where mote's defaults pick their small-heap "
+        "outbox (1 KB instead of 2 KB)"
+        + (
+            f": mote's buffers (`rx_size` + `tx_size` + `outbox_size`) came to "
+            f"{data['clients']['32-bit']['mote']['buffers']:,} B."
+            if data["clients"].get("32-bit", {}).get("mote", {}).get("buffers")
+            else "."
+        ),
         "",
     ]
     for label, res in data["clients"].items():

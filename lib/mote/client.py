@@ -75,7 +75,8 @@ class MQTTClient:
     keyfile, or umqtt's cert, key, cert_reqs; server_hostname), and keyword-only:
     max_inflight (QoS 1/2 messages outstanding), reconnect (after a first connect),
     rx_size (largest packet received), tx_size, outbox_size (bytes for unacknowledged QoS
-    1/2 packets), qos2_in, zero_copy (callback gets memoryviews valid during the call),
+    1/2 packets; 0: 1,024 on a heap under 256 KB, as a plain ESP32's, else 2,048),
+    qos2_in, zero_copy (callback gets memoryviews valid during the call),
     timeout_ms (one connect attempt, and blocking waits), backoff_ms and backoff_max_ms
     (reconnect delays), nodelay (TCP_NODELAY; None: adaptive, on while anything awaits an
     answer, off while only QoS 0 streams, so TCP coalesces bursts).
@@ -161,7 +162,7 @@ class MQTTClient:
         reconnect=True,
         rx_size=1024,
         tx_size=256,
-        outbox_size=2048,
+        outbox_size=0,
         qos2_in=16,
         zero_copy=False,
         timeout_ms=10000,
@@ -497,11 +498,12 @@ class MQTTClient:
         handled = 0
         for _ in range(8):  # bounded: a flood must not keep check_msg() from returning
             got = 0
-            if s.rx_room:
+            room = s.rx_room
+            if room:
                 # readinto has no offset: resuming after a partial packet slices the view
                 # (one small object); a read at the start of the buffer allocates nothing.
                 mv = s.rx_mv if not s.rx_end else s.rx_mv[s.rx_end :]
-                got = read_some(self.sock, mv, s.rx_room)
+                got = read_some(self.sock, mv, room)
                 if got == 0:
                     raise OSError(errno.ECONNRESET, "connection closed by the broker")
                 if got:
@@ -520,8 +522,11 @@ class MQTTClient:
             # control buffer was full (it answers them once the write above made room)
             # may still be in rx_buf. Stopping there made the soak under load deliver
             # incoming QoS 2 messages twice (the deferred QoS 2 reconnect then decides on
-            # a half-handled buffer).
-            if not got:
+            # a half-handled buffer). After a short read on a plain socket that left
+            # nothing unhandled, the socket had no more: another read would only say so (a
+            # system call less per wake-up). Not with TLS: records already decrypted wait
+            # in the TLS layer, where a poll of the socket cannot see them.
+            if not got or got < room and not s.rx_end and not self.ssl:
                 break
         return handled
 

@@ -15,6 +15,7 @@ from mote.topic import validate_filter
 _DOWN = const(0)  # mote.client's connection states
 _UP = const(3)
 _WAIT_SLICE_MS = const(1000)  # longest single poll while blocking
+_SMALL_HEAP = const(262144)  # a heap under this (a plain ESP32's, a C3's) gets a 1 KB outbox
 
 
 def init(
@@ -72,6 +73,15 @@ def init(
     c._nagle = False  # Nagle's algorithm is on (TCP_NODELAY off) on this socket
     c._w_rx = 0  # writes since data last came in: a burst, when 2 or more
     c._quickack = True  # until the stack says it has no TCP_QUICKACK
+    if not outbox_size:
+        outbox_size = 2048
+        try:
+            import gc
+
+            if gc.mem_free() + gc.mem_alloc() < _SMALL_HEAP:  # (CPython's gc has neither)
+                outbox_size = 1024
+        except AttributeError:
+            pass
     c._s = Session(max_inflight, outbox_size, rx_size, tx_size, qos2_in)
     c._poller = None
     c._want_write = False

@@ -95,6 +95,8 @@ def load(s, buf, n=None):
         n = len(buf)
     if s.state == _CONNECTED or s.state == _CONNECTING:
         raise ValueError("load() while connected", s.state)
+    if not hasattr(buf, "find"):
+        buf = bytes(buf[0:n])  # a memoryview (RTC memory): codec.decode needs find()
     if n < 12 or bytes(buf[0:4]) != _MAGIC:
         raise ValueError("not a mote session snapshot", n)
     if buf[4] != _VERSION:

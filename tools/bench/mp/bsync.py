@@ -270,15 +270,20 @@ def sc_ram(cfg):
     c = construct(cls, cfg)
     gc.collect()
     a2 = gc.mem_alloc()
+    res = {"import": a1 - a0, "construct": a2 - a0}
+    if cfg["client"] == "mote":
+        # The buffers its defaults chose (rx_size + tx_size + outbox_size) at this heap size.
+        s = c._s
+        res["buffers"] = len(s.rx_buf) + len(s._ctl) + len(s._ob)
     if cfg.get("no_connect"):
         # Import and construct only, no broker needed (tools/memory.py, the budget test).
-        result({"import": a1 - a0, "construct": a2 - a0})
+        result(res)
         return
     connect(c, cfg)
     gc.collect()
-    a3 = gc.mem_alloc()
+    res["connect"] = gc.mem_alloc() - a0
     close(c)
-    result({"import": a1 - a0, "construct": a2 - a0, "connect": a3 - a0})
+    result(res)
 
 
 def sc_heap(cfg):
