@@ -444,9 +444,12 @@ REASONS = {
     "side's TCP work for each segment inside the sender's write call; Nagle's algorithm "
     "(umqtt.simple's default) coalesces a burst into a few large segments.",
     "rtt_nodelay": "Both make the round trip without Nagle's delay, and mote sends fewer "
-    "segments per round trip ({s_rtt} against {s_rtt_nd}, table 6): the gap is interpreted "
-    "code per message (mote's `wait_msg()` runs a round of the session: tick, write, read, "
-    "dispatch) where umqtt.simple blocks in `read(1)`, not the network.",
+    "segments per round trip ({s_rtt} against {s_rtt_nd}, table 6). The same exchange on "
+    "a bare socket with no client code at all (table 6's last rows) takes {raw_poll} µs "
+    "with poll() and non-blocking reads, mote's way of waiting, and {raw_block} µs with one "
+    "blocking read, umqtt.simple's: the floor is the same either way, and what mote adds "
+    "above it ({rtt_mote} µs in all) is its own code per round trip (publish, then a "
+    "`wait_msg()` round: tick, write, read, parse, dispatch).",
     "same": "As in the row above.",
     "recv_live": "This flood comes through the broker, which sets part of the pace for "
     "every client; the backlog row below takes the broker out of the way.",
@@ -502,6 +505,9 @@ def _fmt(data):
         "q1_mote": num(med(data, "pub_q1", "mote", "rate")),
         "q1_nd": num(med(data, "pub_q1", NODELAY, "rate")),
         "s_rtt": rtt_segs("mote"),
+        "raw_poll": num(med(data, "rtt", "socket only, poll + read", "p50_us")),
+        "raw_block": num(med(data, "rtt", "socket only, blocking read", "p50_us")),
+        "rtt_mote": num(med(data, "rtt", "mote", "p50_us")),
         "s_rtt_nd": rtt_segs(NODELAY),
         "sys_mote": sys_recv("mote"),
         "sys_simple": sys_recv(BASE),
@@ -876,6 +882,8 @@ ORDER = [
     "mote.aio await each ack",
     "mote.aio 8 tasks",
     "mote.aio messages()",
+    "socket only, poll + read",
+    "socket only, blocking read",
 ]
 
 METHOD = """\

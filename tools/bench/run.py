@@ -61,6 +61,10 @@ VARIANTS = {
     "mote.aio await each ack": {"client": "mote.aio", "max_inflight": 8, "each": True},
     "mote.aio 8 tasks": {"client": "mote.aio", "max_inflight": 8, "tasks": 8},
     "mote.aio messages()": {"client": "mote.aio", "max_inflight": 8, "msgs": True},
+    # The round trip's floor: the same exchange on a bare socket (set up by mote), no client
+    # code: with poll() and non-blocking reads, and with one blocking read.
+    "socket only, poll + read": {"client": "mote", "max_inflight": 8, "raw": "poll"},
+    "socket only, blocking read": {"client": "mote", "max_inflight": 8, "raw": "block"},
 }
 ASYNC_CLIENTS = ("mqtt_as", "mote.aio")
 CLIENTS = ["mote", "umqtt.simple", "umqtt.robust", "mqtt_as", "mote.aio"]
@@ -95,7 +99,8 @@ SCENARIOS = {
         _NODELAY_PAIR
         + ["mote zero-copy"]
         + _UMQTT
-        + ["mqtt_as", "mote.aio", "mote.aio messages()"],
+        + ["mqtt_as", "mote.aio", "mote.aio messages()"]
+        + ["socket only, poll + read", "socket only, blocking read"],
     ),
     "alloc": (
         "7. Allocation",

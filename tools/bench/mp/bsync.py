@@ -110,6 +110,46 @@ def sc_pub(cfg):
     result({"n": i, "us": us, "rate": i * 1000000 / us, "acked": ok, "capped": i < n_max})
 
 
+def raw_exchange(c, how):
+    # The same round trip on the connection's socket with no client code at all: the
+    # PUBLISH written in one call, then either poll() and non-blocking reads ("poll", what a
+    # client that must never block does) or one blocking read of its exact length ("block",
+    # umqtt's way). Only the set-up (connect, subscribe) is the client's.
+    import select
+
+    sock = c.sock
+    pkt = bytes([0x30, 2 + len(TOPIC) + len(PAYLOAD), 0, len(TOPIC)]) + TOPIC + PAYLOAD
+    n = len(pkt)
+    buf = bytearray(n)
+    if how == "block":
+        sock.setblocking(True)
+
+        def once():
+            t = ticks_us()
+            sock.write(pkt)
+            sock.readinto(buf, n)  # a blocking stream read returns once all n are in
+            return elapsed_us(t)
+
+        return once
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    mv = memoryview(buf)
+
+    def once():
+        t = ticks_us()
+        sock.write(pkt)
+        got = 0
+        while got < n:
+            for _ in p.ipoll(1000):
+                pass
+            r = sock.readinto(mv[got:] if got else buf, n - got)
+            if r:
+                got += r
+        return elapsed_us(t)
+
+    return once
+
+
 def sc_rtt(cfg):
     got = [0]
 
@@ -127,6 +167,9 @@ def sc_rtt(cfg):
         while not got[0]:
             c.wait_msg()
         return elapsed_us(t)
+
+    if cfg.get("raw"):
+        once = raw_exchange(c, cfg["raw"])
 
     for _ in range(cfg.get("warmup", 10)):
         once()
