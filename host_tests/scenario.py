@@ -16,21 +16,22 @@ INTERPRETERS = ["cpython", "micropython"]
 ALL_INTERPRETERS = INTERPRETERS + ["micropython32"]
 
 
-def command(interp, script):
-    """argv for script on interp. A missing interpreter skips the test (fails it under
-    CI=true)."""
+def command(interp, script, heapsize=None):
+    """argv for script on interp (MicroPython: heapsize, default the suite's). A missing
+    interpreter skips the test (fails it under CI=true)."""
     reason = mpclient.missing_reason(interp)
     if reason:
         support.missing_tool(reason)
-    return mpclient.interpreter_command(interp, script)
+    return mpclient.interpreter_command(interp, script, heapsize)
 
 
-def run(interp, code, params=None, timeout=60.0, env=None):
-    """Run code on interp (env: extra environment variables); returns (returncode,
-    output). Kills it and fails the test with the output so far after timeout seconds."""
+def run(interp, code, params=None, timeout=60.0, env=None, heapsize=None):
+    """Run code on interp (env: extra environment variables; heapsize: MicroPython's -X
+    heapsize); returns (returncode, output). Kills it and fails the test with the output
+    so far after timeout seconds."""
     script = mpclient._script(code, params)
     try:
-        return mpclient.run_command(command(interp, script), env, timeout)
+        return mpclient.run_command(command(interp, script, heapsize), env, timeout)
     except TimeoutError as e:
         pytest.fail("%s scenario hung: %s" % (interp, e))
     finally:

@@ -89,14 +89,8 @@ def test_the_default_outbox_is_1_kb_on_a_plain_esp32_heap_and_2_kb_above(
     # outbox_size=0 (the default) picks 1,024 B when the whole heap is under 256 KB (a plain
     # ESP32 starts at 64,000 B and grows to 111,936 B; a C3 has about 140 KB), else 2,048 B;
     # a size given is kept. (Compiled from .py here, which needs more heap than a board.)
-    import mpclient
     import scenario
 
-    scenario.command(interp, "-")  # a missing VM skips (fails under CI=true)
-    script = mpclient._script(OUTBOX_DEFAULT, {})
-    try:
-        rc, out = mpclient.run_command(mpclient.interpreter_command(interp, script, heapsize))
-    finally:
-        os.unlink(script)
+    rc, out = scenario.run(interp, OUTBOX_DEFAULT, heapsize=heapsize)
     assert rc == 0, out
     assert out.split() == ["OUTBOX", str(default), "OUTBOX", "4096"], out

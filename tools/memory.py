@@ -946,12 +946,14 @@ def _aio_why(data):
     aio, mote, mqtt_as = res.get("mote.aio", {}), res.get("mote", {}), res.get("mqtt_as", {})
     if not (aio.get("connect") and mote.get("connect") and mqtt_as.get("connect")):
         return []
+    if not mote.get("buffers"):
+        return []
     asyncio = aio.get("asyncio") or 0
     own = aio["connect"] - mote["connect"] - asyncio
     return [
         f"Where mote.aio's {aio['connect']:,} B after `connect()` go (this run): the "
         f"blocking client it is built on, {mote['connect']:,} B (its default buffers, "
-        f"`rx_size` + `tx_size` + `outbox_size` = {mote.get('buffers', 0):,} B at this heap "
+        f"`rx_size` + `tx_size` + `outbox_size` = {mote['buffers']:,} B at this heap "
         f"size, are allocated once at construction), asyncio {asyncio:,} B, and mote.aio's "
         f"own modules and task {own:,} B. mqtt_as keeps {mqtt_as['connect']:,} B, asyncio "
         "included: it has no QoS 2 and no outbox, and allocates its buffers for each "
@@ -1073,6 +1075,7 @@ def write(data, out):
     lines += table(["budget", "target", "measured", "verdict"], _budget_rows(data)) + [""]
     lines += _aio_why(data)
 
+    buffers = data["clients"].get("32-bit", {}).get("mote", {}).get("buffers")
     lines += ["## The clients: import, construct, connect", ""]
     lines += [
         "Bytes in use after `from ... import MQTTClient`, then after constructing the client "
@@ -1082,9 +1085,8 @@ def write(data, out):
         f"{ESP32_HEAP}`, a plain ESP32's heap, where mote's defaults pick their small-heap "
         "outbox (1 KB instead of 2 KB)"
         + (
-            f": mote's buffers (`rx_size` + `tx_size` + `outbox_size`) came to "
-            f"{data['clients']['32-bit']['mote']['buffers']:,} B."
-            if data["clients"].get("32-bit", {}).get("mote", {}).get("buffers")
+            f": mote's buffers (`rx_size` + `tx_size` + `outbox_size`) came to {buffers:,} B."
+            if buffers
             else "."
         ),
         "",
